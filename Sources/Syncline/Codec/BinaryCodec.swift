@@ -1,0 +1,331 @@
+/// The compact binary codec (`application/vnd.syncline+binary`).
+///
+/// Every document starts with a 4-byte header: the magic `"SL"`, the format version (1) and the
+/// kind of document. Integers are LEB128 varints (zigzag for signed), lengths are varints checked
+/// against the remaining input, maps are written in key order.
+public enum BinaryCodec {
+    /// The format version this build writes and reads.
+    public static let version: UInt8 = 1
+    static let magic: (UInt8, UInt8) = (0x53, 0x4C)
+
+    /// What a binary document holds.
+    public enum Kind: UInt8, Sendable {
+        case changeBatch = 1
+        case pullPage = 2
+        case pushResponse = 3
+        case recordState = 16
+        case outboxEntry = 17
+        case storedConflict = 18
+    }
+
+    // MARK: Change batches
+
+    public static func encode(_ batch: ChangeBatch) -> [UInt8] {
+        var writer = header(.changeBatch, capacity: 64 + batch.changes.count * 96)
+        writer.writeVarint(UInt64(batch.changes.count))
+        for change in batch.changes { writer.write(change) }
+        return writer.bytes
+    }
+
+    /// - Throws: ``SyncError`` `.malformedInput` or `.unsupportedVersion`.
+    public static func decodeChangeBatch(_ bytes: [UInt8]) throws(SyncError) -> ChangeBatch {
+        var reader = try open(bytes, .changeBatch)
+        let count = try reader.readLength(minimumElementSize: 40, what: "change list")
+        var changes = [Change]()
+        changes.reserveCapacity(count)
+        for _ in 0..<count { changes.append(try reader.readChange()) }
+        try reader.expectEnd()
+        return ChangeBatch(changes: changes)
+    }
+
+    // MARK: Pull pages
+
+    public static func encode(_ page: PullPage) -> [UInt8] {
+        var writer = header(.pullPage, capacity: 64 + page.changes.count * 96)
+        writer.writeVarint(page.cursor)
+        writer.writeByte(page.hasMore ? 1 : 0)
+        writer.writeVarint(page.remaining)
+        writer.writeVarint(page.head)
+        writer.writeVarint(UInt64(page.changes.count))
+        for change in page.changes { writer.write(change) }
+        return writer.bytes
+    }
+
+    /// - Throws: ``SyncError`` `.malformedInput` or `.unsupportedVersion`.
+    public static func decodePullPage(_ bytes: [UInt8]) throws(SyncError) -> PullPage {
+        var reader = try open(bytes, .pullPage)
+        let cursor = try reader.readVarint()
+        let hasMore = try reader.readBool()
+        let remaining = try reader.readVarint()
+        let head = try reader.readVarint()
+        let count = try reader.readLength(minimumElementSize: 6, what: "change list")
+        var changes = [RemoteChange]()
+        changes.reserveCapacity(count)
+        for _ in 0..<count { changes.append(try reader.readRemoteChange()) }
+        try reader.expectEnd()
+        return PullPage(changes: changes, cursor: cursor, hasMore: hasMore, remaining: remaining, head: head)
+    }
+
+    // MARK: Push responses
+
+    public static func encode(_ response: PushResponse) -> [UInt8] {
+        var writer = header(.pushResponse, capacity: 32 + response.results.count * 64)
+        writer.writeVarint(response.head)
+        writer.writeVarint(response.serverTime)
+        writer.writeVarint(UInt64(response.results.count))
+        for result in response.results {
+            switch result {
+            case .applied(let id, let seq, let fields):
+                writer.writeByte(0)
+                writer.write(id)
+                writer.writeVarint(seq)
+                writer.writeFields(fields) { $0.write($1) }
+            case .duplicate(let id, let seq):
+                writer.writeByte(1)
+                writer.write(id)
+                writer.writeVarint(seq)
+            case .rejected(let id, let conflicts, let current):
+                writer.writeByte(2)
+                writer.write(id)
+                writer.writeVarint(UInt64(conflicts.count))
+                for name in conflicts { writer.writeString(name) }
+                writer.writeFields(current) { $0.write($1) }
+            }
+        }
+        return writer.bytes
+    }
+
+    /// - Throws: ``SyncError`` `.malformedInput` or `.unsupportedVersion`.
+    public static func decodePushResponse(_ bytes: [UInt8]) throws(SyncError) -> PushResponse {
+        var reader = try open(bytes, .pushResponse)
+        let head = try reader.readVarint()
+        let serverTime = try reader.readVarint()
+        let count = try reader.readLength(minimumElementSize: 18, what: "result list")
+        var results = [PushResult]()
+        results.reserveCapacity(count)
+        for _ in 0..<count {
+            let start = reader.offset
+            let status = try reader.readByte()
+            let id = try reader.readEventID()
+            switch status {
+            case 0:
+                let seq = try reader.readVarint()
+                let fields = try reader.readFields { reader throws(SyncError) in try reader.readFieldState() }
+                results.append(.applied(id: id, seq: seq, fields: fields))
+            case 1:
+                results.append(.duplicate(id: id, seq: try reader.readVarint()))
+            case 2:
+                let conflictCount = try reader.readLength(what: "conflict list")
+                var conflicts = [String]()
+                conflicts.reserveCapacity(conflictCount)
+                for _ in 0..<conflictCount { conflicts.append(try reader.readString()) }
+                let current = try reader.readFields { reader throws(SyncError) in try reader.readFieldState() }
+                results.append(.rejected(id: id, conflicts: conflicts, current: current))
+            default:
+                throw SyncError.malformed("unknown push result status \(status) at byte \(start)")
+            }
+        }
+        try reader.expectEnd()
+        return PushResponse(results: results, head: head, serverTime: serverTime)
+    }
+
+    // MARK: Store documents
+
+    /// Encodes a record for a store.
+    public static func encode(_ state: RecordState) -> [UInt8] {
+        var writer = header(.recordState, capacity: 96)
+        writer.writeString(state.collection.rawValue)
+        writer.writeString(state.id.rawValue)
+        writer.writeVarint(state.seq)
+        writer.writeFields(state.fields) { $0.write($1) }
+        writer.writeFields(state.pendingFields) { $0.write($1) }
+        var flags: UInt8 = 0
+        if state.tombstone != nil { flags |= 1 }
+        if state.pendingDelete != nil { flags |= 2 }
+        if state.conflicted { flags |= 4 }
+        writer.writeByte(flags)
+        if let tombstone = state.tombstone { writer.write(tombstone) }
+        if let pendingDelete = state.pendingDelete { writer.write(pendingDelete) }
+        return writer.bytes
+    }
+
+    public static func decodeRecordState(_ bytes: [UInt8]) throws(SyncError) -> RecordState {
+        var reader = try open(bytes, .recordState)
+        let collection = try reader.readCollection()
+        let id = try reader.readRecordID()
+        let seq = try reader.readVarint()
+        let fields = try reader.readFields { reader throws(SyncError) in try reader.readFieldState() }
+        let pending = try reader.readFields { reader throws(SyncError) in try reader.readFieldState() }
+        let flags = try reader.readByte()
+        guard flags & ~7 == 0 else { throw SyncError.malformed("record flags \(flags) are unknown") }
+        let tombstone = flags & 1 != 0 ? try reader.readHLC() : nil
+        let pendingDelete = flags & 2 != 0 ? try reader.readHLC() : nil
+        try reader.expectEnd()
+        return RecordState(
+            collection: collection, id: id, fields: fields, seq: seq, tombstone: tombstone,
+            pendingFields: pending, pendingDelete: pendingDelete, conflicted: flags & 4 != 0
+        )
+    }
+
+    /// Encodes an outbox entry for a store.
+    public static func encode(_ entry: OutboxEntry) -> [UInt8] {
+        var writer = header(.outboxEntry, capacity: 128)
+        writer.writeVarint(entry.seq)
+        writer.writeByte(entry.priority.rawValue)
+        writer.writeByte(entry.sent ? 1 : 0)
+        writer.write(entry.change)
+        return writer.bytes
+    }
+
+    public static func decodeOutboxEntry(_ bytes: [UInt8]) throws(SyncError) -> OutboxEntry {
+        var reader = try open(bytes, .outboxEntry)
+        let seq = try reader.readVarint()
+        let rawPriority = try reader.readByte()
+        guard let priority = Priority(rawValue: rawPriority) else {
+            throw SyncError.malformed("outbox priority \(rawPriority) is unknown")
+        }
+        let sent = try reader.readBool()
+        let change = try reader.readChange()
+        try reader.expectEnd()
+        return OutboxEntry(seq: seq, priority: priority, change: change, sent: sent)
+    }
+
+    /// Encodes a stored conflict for a store.
+    public static func encode(_ conflict: StoredConflict) -> [UInt8] {
+        var writer = header(.storedConflict, capacity: 128)
+        writer.write(conflict.id)
+        writer.writeString(conflict.collection.rawValue)
+        writer.writeString(conflict.record.rawValue)
+        writer.writeVarint(UInt64(conflict.fieldNames.count))
+        for name in conflict.fieldNames { writer.writeString(name) }
+        writer.writeFields(conflict.local) { $0.write($1) }
+        writer.writeFields(conflict.server) { $0.write($1) }
+        writer.write(conflict.detected)
+        return writer.bytes
+    }
+
+    public static func decodeStoredConflict(_ bytes: [UInt8]) throws(SyncError) -> StoredConflict {
+        var reader = try open(bytes, .storedConflict)
+        let id = try reader.readEventID()
+        let collection = try reader.readCollection()
+        let record = try reader.readRecordID()
+        let nameCount = try reader.readLength(what: "field name list")
+        var names = [String]()
+        names.reserveCapacity(nameCount)
+        for _ in 0..<nameCount { names.append(try reader.readString()) }
+        let local = try reader.readFields { reader throws(SyncError) in try reader.readValue() }
+        let server = try reader.readFields { reader throws(SyncError) in try reader.readFieldState() }
+        let detected = try reader.readHLC()
+        try reader.expectEnd()
+        return StoredConflict(
+            id: id, collection: collection, record: record, fieldNames: names, local: local, server: server,
+            detected: detected
+        )
+    }
+
+    // MARK: Header
+
+    static func header(_ kind: Kind, capacity: Int) -> BinaryWriter {
+        var writer = BinaryWriter(capacity: capacity)
+        writer.writeByte(magic.0)
+        writer.writeByte(magic.1)
+        writer.writeByte(version)
+        writer.writeByte(kind.rawValue)
+        return writer
+    }
+
+    static func open(_ bytes: [UInt8], _ kind: Kind) throws(SyncError) -> BinaryReader {
+        guard bytes.count >= 4, bytes[0] == magic.0, bytes[1] == magic.1 else {
+            throw SyncError.malformed("not a Syncline binary document (bad magic)")
+        }
+        guard bytes[2] == version else {
+            throw SyncError(.unsupportedVersion, "binary format version \(bytes[2]) is not supported (this build reads \(version))")
+        }
+        guard bytes[3] == kind.rawValue else {
+            throw SyncError.malformed("expected a \(kind) document, found kind \(bytes[3])")
+        }
+        return BinaryReader(bytes, offset: 4)
+    }
+}
+
+extension BinaryWriter {
+    public mutating func write(_ change: Change) {
+        write(change.id)
+        writeString(change.collection.rawValue)
+        writeString(change.record.rawValue)
+        writeByte(change.operation == .upsert ? 0 : 1)
+        writeByte(change.mode.tag)
+        write(change.hlc)
+        writeVarint(change.base)
+        if change.operation == .upsert { writeFields(change.fields) { $0.write($1) } }
+    }
+
+    public mutating func write(_ change: RemoteChange) {
+        writeVarint(change.seq)
+        writeString(change.collection.rawValue)
+        writeString(change.record.rawValue)
+        if change.deleted {
+            writeByte(1)
+            write(change.hlc ?? .zero)
+        } else {
+            writeByte(0)
+            writeFields(change.fields) { $0.write($1) }
+        }
+    }
+}
+
+extension BinaryReader {
+    public mutating func readChange() throws(SyncError) -> Change {
+        let id = try readEventID()
+        let collection = try readCollection()
+        let record = try readRecordID()
+        let start = offset
+        let operation: ChangeOperation
+        switch try readByte() {
+        case 0: operation = .upsert
+        case 1: operation = .delete
+        case let other: throw SyncError.malformed("unknown operation \(other) at byte \(start)")
+        }
+        let modeTag = try readByte()
+        guard let mode = ConflictMode(tag: modeTag) else {
+            throw SyncError.malformed("unknown conflict mode \(modeTag) at byte \(start + 1)")
+        }
+        let hlc = try readHLC()
+        let base = try readVarint()
+        let fields = operation == .upsert ? try readFields { reader throws(SyncError) in try reader.readValue() } : [:]
+        return Change(
+            id: id, collection: collection, record: record, operation: operation, fields: fields, hlc: hlc,
+            base: base, mode: mode
+        )
+    }
+
+    public mutating func readRemoteChange() throws(SyncError) -> RemoteChange {
+        let seq = try readVarint()
+        let collection = try readCollection()
+        let record = try readRecordID()
+        if try readBool() {
+            return RemoteChange(seq: seq, collection: collection, record: record, deleted: true, hlc: try readHLC())
+        }
+        let fields = try readFields { reader throws(SyncError) in try reader.readFieldState() }
+        return RemoteChange(seq: seq, collection: collection, record: record, deleted: false, fields: fields)
+    }
+}
+
+extension ConflictMode {
+    var tag: UInt8 {
+        switch self {
+        case .lww: return 0
+        case .reject: return 1
+        case .force: return 2
+        }
+    }
+
+    init?(tag: UInt8) {
+        switch tag {
+        case 0: self = .lww
+        case 1: self = .reject
+        case 2: self = .force
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,83 @@
+/// A batch of changes pushed by a device (`POST /v1/ns/{ns}/push`).
+public struct ChangeBatch: Hashable, Sendable {
+    public var changes: [Change]
+    public init(changes: [Change]) { self.changes = changes }
+}
+
+/// One record's entry in a pull page: the fields written after the cursor, or a tombstone.
+public struct RemoteChange: Hashable, Sendable {
+    /// The highest seq among what the entry carries.
+    public var seq: UInt64
+    public var collection: CollectionName
+    public var record: RecordID
+    public var deleted: Bool
+    /// For a tombstone, the HLC of the delete.
+    public var hlc: HLC?
+    public var fields: [String: FieldState]
+
+    public init(
+        seq: UInt64,
+        collection: CollectionName,
+        record: RecordID,
+        deleted: Bool,
+        hlc: HLC? = nil,
+        fields: [String: FieldState] = [:]
+    ) {
+        self.seq = seq
+        self.collection = collection
+        self.record = record
+        self.deleted = deleted
+        self.hlc = hlc
+        self.fields = fields
+    }
+}
+
+/// A page of remote changes (`GET /v1/ns/{ns}/changes`).
+public struct PullPage: Hashable, Sendable {
+    public var changes: [RemoteChange]
+    /// What to send as `after` next.
+    public var cursor: UInt64
+    public var hasMore: Bool
+    /// How many entries are still after `cursor` (exact, for progress).
+    public var remaining: UInt64
+    /// The namespace's head seq when the page was read.
+    public var head: UInt64
+
+    public init(changes: [RemoteChange], cursor: UInt64, hasMore: Bool, remaining: UInt64, head: UInt64) {
+        self.changes = changes
+        self.cursor = cursor
+        self.hasMore = hasMore
+        self.remaining = remaining
+        self.head = head
+    }
+}
+
+/// The server's answer to one change of a push.
+public enum PushResult: Hashable, Sendable {
+    /// Applied at `seq`; `fields` are the resulting field states.
+    case applied(id: EventID, seq: UInt64, fields: [String: FieldState])
+    /// Already applied before, at `seq`.
+    case duplicate(id: EventID, seq: UInt64)
+    /// Not applied: `conflicts` names the concurrent fields, `current` holds the server's values.
+    case rejected(id: EventID, conflicts: [String], current: [String: FieldState])
+
+    public var id: EventID {
+        switch self {
+        case .applied(let id, _, _), .duplicate(let id, _), .rejected(let id, _, _): return id
+        }
+    }
+}
+
+/// The server's answer to a push: one result per change, in order.
+public struct PushResponse: Hashable, Sendable {
+    public var results: [PushResult]
+    public var head: UInt64
+    /// Server time in Unix milliseconds.
+    public var serverTime: UInt64
+
+    public init(results: [PushResult], head: UInt64, serverTime: UInt64) {
+        self.results = results
+        self.head = head
+        self.serverTime = serverTime
+    }
+}

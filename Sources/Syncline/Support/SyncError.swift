@@ -1,0 +1,87 @@
+/// The error every Syncline API throws.
+///
+/// `code` says what kind of failure it is; `message` says what exactly went wrong and names the
+/// offending value. Store errors keep the native error code of the C library (`SQLITE_BUSY`,
+/// a LevelDB status string) in `message` and `nativeCode`.
+public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// A kind of failure. Compare with the static members: `error.code == .invalidRecordID`.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: String, Hashable, Sendable {
+            case invalidNamespace = "invalid_namespace"
+            case invalidCollection = "invalid_collection"
+            case invalidRecordID = "invalid_record_id"
+            case invalidFieldName = "invalid_field_name"
+            case invalidValue = "invalid_value"
+            case fieldTooLarge = "field_too_large"
+            case recordTooLarge = "record_too_large"
+            case malformedInput = "malformed_input"
+            case unsupportedVersion = "unsupported_version"
+            case decompressionLimit = "decompression_limit"
+            case compressionFailed = "compression_failed"
+            case notASynclineStore = "not_a_syncline_store"
+            case newerSchema = "newer_schema"
+            case storage = "storage"
+            case storeClosed = "store_closed"
+            case clock = "clock"
+        }
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// A namespace name outside `[A-Za-z0-9._-]{1,64}`.
+        public static let invalidNamespace = Code(.invalidNamespace)
+        /// A collection name outside `[A-Za-z0-9._-]{1,64}`.
+        public static let invalidCollection = Code(.invalidCollection)
+        /// A record id that is empty or longer than 256 bytes of UTF-8.
+        public static let invalidRecordID = Code(.invalidRecordID)
+        /// A field name that is empty, too long, or starts with the reserved `$`.
+        public static let invalidFieldName = Code(.invalidFieldName)
+        /// A value that cannot be represented (a non-finite double in JSON, nesting too deep, ...).
+        public static let invalidValue = Code(.invalidValue)
+        /// One field's encoded value is larger than the limit.
+        public static let fieldTooLarge = Code(.fieldTooLarge)
+        /// A whole record or change is larger than the limit.
+        public static let recordTooLarge = Code(.recordTooLarge)
+        /// Bytes that do not decode: truncated, wrong tag, bad UTF-8, lengths beyond the input.
+        public static let malformedInput = Code(.malformedInput)
+        /// Encoded data of a format version this build does not read.
+        public static let unsupportedVersion = Code(.unsupportedVersion)
+        /// Inflating would exceed the configured output size or ratio (a zip bomb guard).
+        public static let decompressionLimit = Code(.decompressionLimit)
+        /// zlib reported an error while compressing.
+        public static let compressionFailed = Code(.compressionFailed)
+        /// The file or directory exists but is not a Syncline store; it was left untouched.
+        public static let notASynclineStore = Code(.notASynclineStore)
+        /// The store was written by a newer schema version; it was left untouched.
+        public static let newerSchema = Code(.newerSchema)
+        /// The storage engine failed (I/O error, disk full, corruption); see `nativeCode`.
+        public static let storage = Code(.storage)
+        /// The store was closed.
+        public static let storeClosed = Code(.storeClosed)
+        /// A clock value is out of range (an HLC whose counter or time overflowed).
+        public static let clock = Code(.clock)
+
+        public var description: String { base.rawValue }
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// What went wrong, naming the offending value.
+    public var message: String
+    /// The C library's own error code, for storage errors.
+    public var nativeCode: Int32?
+
+    public init(_ code: Code, _ message: String, nativeCode: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.nativeCode = nativeCode
+    }
+
+    public var description: String {
+        if let nativeCode { return "\(code) (\(nativeCode)): \(message)" }
+        return "\(code): \(message)"
+    }
+}
+
+extension SyncError {
+    static func malformed(_ message: String) -> SyncError { SyncError(.malformedInput, message) }
+}
