@@ -1,0 +1,153 @@
+import CSQLite
+import Syncline
+
+/// `SQLITE_TRANSIENT`, which Swift does not import: SQLite copies the bound bytes.
+let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// One SQLite connection. Not thread-safe: one owner (``SQLiteStore``'s lock) uses it at a time.
+final class SQLiteConnection {
+    let handle: OpaquePointer
+    private var statements: [String: SQLiteStatement] = [:]
+
+    init(path: String, flags: Int32) throws(SyncError) {
+        var handle: OpaquePointer?
+        let code = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard code == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(code))
+            sqlite3_close_v2(handle)
+            throw SyncError(.storage, "cannot open SQLite database at \(path): \(message)", nativeCode: code)
+        }
+        self.handle = handle
+        sqlite3_extended_result_codes(handle, 1)
+    }
+
+    deinit {
+        statements.removeAll()  // finalizes every statement before the connection closes
+        sqlite3_close_v2(handle)
+    }
+
+    /// Runs one or more statements without results.
+    func execute(_ sql: String) throws(SyncError) {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        let code = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
+        if code != SQLITE_OK {
+            let message = errorMessage.map { String(cString: $0) } ?? lastError
+            sqlite3_free(errorMessage)
+            throw SyncError(.storage, "SQLite failed on \(sql.prefix(60)): \(message)", nativeCode: code)
+        }
+    }
+
+    /// A prepared statement, prepared once and reused: callers reset it after use.
+    func statement(_ sql: String) throws(SyncError) -> SQLiteStatement {
+        if let cached = statements[sql] { return cached }
+        var pointer: OpaquePointer?
+        let code = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &pointer, nil)
+        guard code == SQLITE_OK, let pointer else {
+            throw SyncError(.storage, "SQLite cannot prepare \(sql.prefix(60)): \(lastError)", nativeCode: code)
+        }
+        let statement = SQLiteStatement(pointer, connection: self)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// Reads one integer (a pragma, a count).
+    func integer(_ sql: String) throws(SyncError) -> Int64 {
+        let statement = try self.statement(sql)
+        defer { statement.reset() }
+        guard try statement.step() else { throw SyncError(.storage, "SQLite returned no row for \(sql)") }
+        return statement.int64(0)
+    }
+
+    var lastError: String { String(cString: sqlite3_errmsg(handle)) }
+
+    func check(_ code: Int32, _ what: @autoclosure () -> String) throws(SyncError) {
+        guard code == SQLITE_OK || code == SQLITE_DONE || code == SQLITE_ROW else {
+            throw SyncError(.storage, "SQLite failed to \(what()): \(lastError) (\(Self.name(of: code)))", nativeCode: code)
+        }
+    }
+
+    static func name(of code: Int32) -> String {
+        switch code & 0xFF {
+        case SQLITE_BUSY: return "SQLITE_BUSY"
+        case SQLITE_LOCKED: return "SQLITE_LOCKED"
+        case SQLITE_FULL: return "SQLITE_FULL"
+        case SQLITE_IOERR: return "SQLITE_IOERR"
+        case SQLITE_CORRUPT: return "SQLITE_CORRUPT"
+        case SQLITE_NOTADB: return "SQLITE_NOTADB"
+        case SQLITE_READONLY: return "SQLITE_READONLY"
+        case SQLITE_CONSTRAINT: return "SQLITE_CONSTRAINT"
+        case SQLITE_TOOBIG: return "SQLITE_TOOBIG"
+        default: return String(cString: sqlite3_errstr(code))
+        }
+    }
+}
+
+/// A prepared statement owned by its connection.
+final class SQLiteStatement {
+    let handle: OpaquePointer
+    private unowned let connection: SQLiteConnection
+
+    init(_ handle: OpaquePointer, connection: SQLiteConnection) {
+        self.handle = handle
+        self.connection = connection
+    }
+
+    deinit { sqlite3_finalize(handle) }
+
+    func bind(_ index: Int32, _ text: String) throws(SyncError) {
+        try connection.check(sqlite3_bind_text(handle, index, text, -1, sqliteTransient), "bind text")
+    }
+
+    func bind(_ index: Int32, _ value: Int64) throws(SyncError) {
+        try connection.check(sqlite3_bind_int64(handle, index, value), "bind an integer")
+    }
+
+    func bind(_ index: Int32, blob: [UInt8]) throws(SyncError) {
+        let code = blob.withUnsafeBytes { buffer in
+            buffer.isEmpty
+                ? sqlite3_bind_zeroblob(handle, index, 0)
+                : sqlite3_bind_blob(handle, index, buffer.baseAddress, Int32(buffer.count), sqliteTransient)
+        }
+        try connection.check(code, "bind a blob")
+    }
+
+    /// Steps once: `true` when a row is available, `false` when done.
+    func step() throws(SyncError) -> Bool {
+        let code = sqlite3_step(handle)
+        switch code {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default:
+            throw SyncError(
+                .storage,
+                "SQLite statement failed: \(connection.lastError) (\(SQLiteConnection.name(of: code)))",
+                nativeCode: code
+            )
+        }
+    }
+
+    /// Steps a statement that returns no rows, then resets it.
+    func run() throws(SyncError) {
+        defer { reset() }
+        _ = try step()
+    }
+
+    func reset() {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+    }
+
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+
+    func text(_ column: Int32) -> String {
+        guard let pointer = sqlite3_column_text(handle, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
+    }
+
+    func blob(_ column: Int32) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(handle, column))
+        guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+}

@@ -1,0 +1,316 @@
+import CSQLite
+public import Syncline
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A ``SyncStore`` in one SQLite file, in WAL mode, with prepared statements reused and one
+/// transaction per ``write(_:)``.
+///
+/// ```swift
+/// let store = try SQLiteStore(path: "alice.db")                      // durability .app
+/// let safe = try SQLiteStore(path: "bob.db", configuration: .init(durability: .power))
+/// ```
+///
+/// Opening a file that is not a Syncline store, or one written by a newer schema version, throws
+/// ``SyncError`` `.notASynclineStore` / `.newerSchema` and leaves the file untouched.
+public final class SQLiteStore: SyncStore {
+    /// The schema version this build writes (`PRAGMA user_version`).
+    public static let schemaVersion: Int64 = 1
+    /// Marks a file as a Syncline store (`PRAGMA application_id`, "SYNC").
+    public static let applicationID: Int64 = 0x5359_4E43
+
+    public let path: String
+    public let configuration: StoreConfiguration
+    private let connection: Mutex<SQLiteStoreConnection?>
+
+    /// Opens or creates the store at `path`.
+    /// - Throws: ``SyncError`` `.notASynclineStore`, `.newerSchema`, or `.storage` with SQLite's code.
+    public init(path: String, configuration: StoreConfiguration = StoreConfiguration()) throws(SyncError) {
+        self.path = path
+        self.configuration = configuration
+        try Self.inspectExistingFile(at: path)
+        let connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        try Self.prepare(connection, durability: configuration.durability)
+        let store = try SQLiteStoreConnection(connection: connection, limits: configuration.limits)
+        self.connection = Mutex(store)
+    }
+
+    public func read<Result: Sendable>(_ body: (any StoreReader) throws -> Result) throws -> Result {
+        try connection.withLock { store in
+            guard let store else { throw SyncError(.storeClosed, "the SQLite store at \(path) was closed") }
+            try store.connection.statement("BEGIN DEFERRED").run()
+            defer { store.endRead() }
+            return try body(store)
+        }
+    }
+
+    public func write<Result: Sendable>(_ body: (any StoreWriter) throws -> Result) throws -> Result {
+        try connection.withLock { store in
+            guard let store else { throw SyncError(.storeClosed, "the SQLite store at \(path) was closed") }
+            try store.connection.statement("BEGIN IMMEDIATE").run()
+            let result: Result
+            do {
+                result = try body(store)
+            } catch {
+                store.rollBack()
+                throw error
+            }
+            do {
+                try store.connection.statement("COMMIT").run()
+            } catch {
+                store.rollBack()
+                throw error
+            }
+            return result
+        }
+    }
+
+    public func close() {
+        connection.withLock { $0 = nil }
+    }
+
+    // MARK: Opening
+
+    /// Refuses, without writing to it, a file that is not a Syncline store or has a newer schema.
+    private static func inspectExistingFile(at path: String) throws(SyncError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return }  // a new store
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw SyncError(.notASynclineStore, "\(path) is not a regular file, so not a Syncline store")
+        }
+        guard info.st_size > 0 else { return }  // an empty file is an empty database
+        guard let file = fopen(path, "rb") else {
+            throw SyncError(.storage, "cannot read \(path): errno \(errno)", nativeCode: errno)
+        }
+        var header = [UInt8](repeating: 0, count: 16)
+        let count = fread(&header, 1, 16, file)
+        fclose(file)
+        guard count == 16, header == Array("SQLite format 3\0".utf8) else {
+            throw SyncError(.notASynclineStore, "\(path) is not a SQLite database, so not a Syncline store; it was left untouched")
+        }
+        let probe = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY)
+        let applicationID = try probe.integer("PRAGMA application_id")
+        let version = try probe.integer("PRAGMA user_version")
+        let tables = try probe.integer("SELECT count(*) FROM sqlite_master")
+        if applicationID == Self.applicationID {
+            if version > schemaVersion {
+                throw SyncError(
+                    .newerSchema,
+                    "\(path) was written by schema version \(version); this build reads up to \(schemaVersion); it was left untouched"
+                )
+            }
+        } else if applicationID != 0 || tables > 0 {
+            throw SyncError(.notASynclineStore, "\(path) is a SQLite database of another application; it was left untouched")
+        }
+    }
+
+    private static func prepare(_ connection: SQLiteConnection, durability: Durability) throws(SyncError) {
+        try connection.execute("PRAGMA journal_mode=WAL")
+        try connection.execute(durability == .power ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL")
+        try connection.execute("PRAGMA busy_timeout=5000")
+        let version = try connection.integer("PRAGMA user_version")
+        if version == 0 {
+            try connection.execute(
+                """
+                BEGIN IMMEDIATE;
+                CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+                CREATE TABLE records(collection TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL,
+                    PRIMARY KEY (collection, id)) WITHOUT ROWID;
+                CREATE TABLE outbox(seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL,
+                    collection TEXT NOT NULL, record TEXT NOT NULL, entry BLOB NOT NULL);
+                CREATE INDEX outbox_drain ON outbox(priority, seq);
+                CREATE INDEX outbox_record ON outbox(collection, record, seq);
+                CREATE TABLE conflicts(id BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+                PRAGMA application_id=\(applicationID);
+                PRAGMA user_version=\(schemaVersion);
+                COMMIT;
+                """
+            )
+        }
+    }
+}
+
+/// The connection and its transaction operations. Only used under ``SQLiteStore``'s lock.
+final class SQLiteStoreConnection: StoreWriter {
+    let connection: SQLiteConnection
+    let limits: Limits
+    private var lastOutboxSeq: UInt64
+
+    init(connection: SQLiteConnection, limits: Limits) throws(SyncError) {
+        self.connection = connection
+        self.limits = limits
+        lastOutboxSeq = UInt64(try connection.integer("SELECT coalesce(max(seq), 0) FROM outbox"))
+    }
+
+    /// Ends a read transaction; it wrote nothing, so a failed COMMIT is followed by a ROLLBACK.
+    func endRead() {
+        do {
+            try connection.statement("COMMIT").run()
+        } catch {
+            rollBack()
+        }
+    }
+
+    func rollBack() {
+        // ROLLBACK fails only when no transaction is open (SQLite already rolled back after an
+        // I/O error): either way nothing of this transaction remains.
+        _ = try? connection.statement("ROLLBACK").run()
+    }
+
+    // MARK: Records
+
+    func record(_ key: RecordKey) throws -> RecordState? {
+        let statement = try connection.statement("SELECT state FROM records WHERE collection = ?1 AND id = ?2")
+        defer { statement.reset() }
+        try statement.bind(1, key.collection.rawValue)
+        try statement.bind(2, key.id.rawValue)
+        guard try statement.step() else { return nil }
+        return try BinaryCodec.decodeRecordState(statement.blob(0))
+    }
+
+    func records(in collection: CollectionName) throws -> [RecordState] {
+        let statement = try connection.statement("SELECT state FROM records WHERE collection = ?1 ORDER BY id")
+        defer { statement.reset() }
+        try statement.bind(1, collection.rawValue)
+        var result = [RecordState]()
+        while try statement.step() { result.append(try BinaryCodec.decodeRecordState(statement.blob(0))) }
+        return result
+    }
+
+    func putRecord(_ record: RecordState) throws {
+        let bytes = BinaryCodec.encode(record)
+        try limits.checkSize(of: record, encodedSize: bytes.count)
+        let statement = try connection.statement(
+            "INSERT OR REPLACE INTO records(collection, id, state) VALUES (?1, ?2, ?3)"
+        )
+        defer { statement.reset() }
+        try statement.bind(1, record.collection.rawValue)
+        try statement.bind(2, record.id.rawValue)
+        try statement.bind(3, blob: bytes)
+        _ = try statement.step()
+    }
+
+    func removeRecord(_ key: RecordKey) throws {
+        let statement = try connection.statement("DELETE FROM records WHERE collection = ?1 AND id = ?2")
+        try statement.bind(1, key.collection.rawValue)
+        try statement.bind(2, key.id.rawValue)
+        try statement.run()
+    }
+
+    // MARK: Outbox
+
+    func outbox(limit: Int) throws -> [OutboxEntry] {
+        let statement = try connection.statement("SELECT entry FROM outbox ORDER BY priority, seq LIMIT ?1")
+        defer { statement.reset() }
+        try statement.bind(1, Int64(max(limit, 0)))
+        return try decodeEntries(statement)
+    }
+
+    func outboxEntries(for key: RecordKey) throws -> [OutboxEntry] {
+        let statement = try connection.statement(
+            "SELECT entry FROM outbox WHERE collection = ?1 AND record = ?2 ORDER BY seq"
+        )
+        defer { statement.reset() }
+        try statement.bind(1, key.collection.rawValue)
+        try statement.bind(2, key.id.rawValue)
+        return try decodeEntries(statement)
+    }
+
+    func outboxEntry(seq: UInt64) throws -> OutboxEntry? {
+        let statement = try connection.statement("SELECT entry FROM outbox WHERE seq = ?1")
+        defer { statement.reset() }
+        try statement.bind(1, Int64(bitPattern: seq))
+        return try decodeEntries(statement).first
+    }
+
+    func outboxCount() throws -> Int {
+        Int(try connection.integer("SELECT count(*) FROM outbox"))
+    }
+
+    func allocateOutboxSeq() throws -> UInt64 {
+        lastOutboxSeq += 1  // a rolled-back position is skipped, never reused while open
+        return lastOutboxSeq
+    }
+
+    func putOutboxEntry(_ entry: OutboxEntry) throws {
+        let statement = try connection.statement(
+            "INSERT OR REPLACE INTO outbox(seq, priority, collection, record, entry) VALUES (?1, ?2, ?3, ?4, ?5)"
+        )
+        defer { statement.reset() }
+        try statement.bind(1, Int64(bitPattern: entry.seq))
+        try statement.bind(2, Int64(entry.priority.rawValue))
+        try statement.bind(3, entry.change.collection.rawValue)
+        try statement.bind(4, entry.change.record.rawValue)
+        try statement.bind(5, blob: BinaryCodec.encode(entry))
+        _ = try statement.step()
+    }
+
+    func removeOutboxEntries(_ seqs: [UInt64]) throws {
+        let statement = try connection.statement("DELETE FROM outbox WHERE seq = ?1")
+        for seq in seqs {
+            try statement.bind(1, Int64(bitPattern: seq))
+            try statement.run()
+        }
+    }
+
+    private func decodeEntries(_ statement: SQLiteStatement) throws -> [OutboxEntry] {
+        var result = [OutboxEntry]()
+        while try statement.step() { result.append(try BinaryCodec.decodeOutboxEntry(statement.blob(0))) }
+        return result
+    }
+
+    // MARK: Metadata and conflicts
+
+    func metadata(_ name: String) throws -> [UInt8]? {
+        let statement = try connection.statement("SELECT value FROM meta WHERE name = ?1")
+        defer { statement.reset() }
+        try statement.bind(1, name)
+        return try statement.step() ? statement.blob(0) : nil
+    }
+
+    func setMetadata(_ name: String, _ value: [UInt8]?) throws {
+        if let value {
+            let statement = try connection.statement("INSERT OR REPLACE INTO meta(name, value) VALUES (?1, ?2)")
+            try statement.bind(1, name)
+            try statement.bind(2, blob: value)
+            try statement.run()
+        } else {
+            let statement = try connection.statement("DELETE FROM meta WHERE name = ?1")
+            try statement.bind(1, name)
+            try statement.run()
+        }
+    }
+
+    func conflict(_ id: EventID) throws -> StoredConflict? {
+        let statement = try connection.statement("SELECT state FROM conflicts WHERE id = ?1")
+        defer { statement.reset() }
+        try statement.bind(1, blob: id.bytes)
+        return try statement.step() ? BinaryCodec.decodeStoredConflict(statement.blob(0)) : nil
+    }
+
+    func conflicts() throws -> [StoredConflict] {
+        let statement = try connection.statement("SELECT state FROM conflicts ORDER BY id")
+        defer { statement.reset() }
+        var result = [StoredConflict]()
+        while try statement.step() { result.append(try BinaryCodec.decodeStoredConflict(statement.blob(0))) }
+        return result
+    }
+
+    func putConflict(_ conflict: StoredConflict) throws {
+        let statement = try connection.statement("INSERT OR REPLACE INTO conflicts(id, state) VALUES (?1, ?2)")
+        try statement.bind(1, blob: conflict.id.bytes)
+        try statement.bind(2, blob: BinaryCodec.encode(conflict))
+        try statement.run()
+    }
+
+    func removeConflict(_ id: EventID) throws {
+        let statement = try connection.statement("DELETE FROM conflicts WHERE id = ?1")
+        try statement.bind(1, blob: id.bytes)
+        try statement.run()
+    }
+}
