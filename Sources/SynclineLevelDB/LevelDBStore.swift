@@ -49,7 +49,13 @@ public final class LevelDBStore: SyncStore {
         return try state.withLock { state in
             guard let state else { throw SyncError(.storeClosed, "the LevelDB store at \(path) was closed") }
             let transaction = LevelDBTransaction(state: state, limits: limits)
-            let result = try body(transaction)
+            let result: Result
+            do {
+                result = try body(transaction)
+            } catch {
+                transaction.rollBack()
+                throw error
+            }
             try transaction.commit()
             return result
         }
@@ -132,14 +138,20 @@ enum LevelDBKey {
     static func metadata(_ name: String) -> [UInt8] { [UInt8(ascii: "m")] + Array(name.utf8) }
 
     static func recordPrefix(_ collection: CollectionName) -> [UInt8] {
-        var key = [UInt8(ascii: "r")]
+        var key = [UInt8]()
+        key.reserveCapacity(collection.rawValue.utf8.count + 2)
+        key.append(UInt8(ascii: "r"))
         key.append(contentsOf: collection.rawValue.utf8)
         key.append(0)
         return key
     }
 
     static func record(_ key: RecordKey) -> [UInt8] {
-        var bytes = recordPrefix(key.collection)
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(key.collection.rawValue.utf8.count + key.id.rawValue.utf8.count + 2)
+        bytes.append(UInt8(ascii: "r"))
+        bytes.append(contentsOf: key.collection.rawValue.utf8)
+        bytes.append(0)
         bytes.append(contentsOf: key.id.rawValue.utf8)
         return bytes
     }
@@ -155,30 +167,19 @@ enum LevelDBKey {
     static func conflict(_ id: EventID) -> [UInt8] { conflictPrefix + id.bytes }
 }
 
-/// Where each queued outbox entry is: kept in memory, rebuilt at open.
-struct OutboxIndexItem: Hashable, Sendable {
-    var seq: UInt64
-    var priority: Priority
-    var key: RecordKey
-}
-
 /// The open database and the in-memory outbox index. Only used under ``LevelDBStore``'s lock.
 final class LevelDBStoreState {
     let database: LevelDBDatabase
-    var bySeq: [UInt64: OutboxIndexItem] = [:]
-    /// Per record, its entries' positions, ascending.
-    var byRecord: [RecordKey: [UInt64]] = [:]
-    var lastOutboxSeq: UInt64 = 0
+    var index = OutboxIndex()
+    /// Reused by every transaction (cleared at its start).
+    let batch = LevelDBWriteBatch()
 
     init(database: LevelDBDatabase) throws(SyncError) {
         self.database = database
         do {
             try database.scan(prefix: LevelDBKey.outboxPrefix) { _, value in
                 let entry = try BinaryCodec.decodeOutboxEntry(value)
-                let item = OutboxIndexItem(seq: entry.seq, priority: entry.priority, key: entry.change.key)
-                bySeq[entry.seq] = item
-                byRecord[item.key, default: []].append(entry.seq)
-                lastOutboxSeq = max(lastOutboxSeq, entry.seq)
+                index.load(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
                 return true
             }
         } catch let error as SyncError {
@@ -186,59 +187,73 @@ final class LevelDBStoreState {
         } catch {
             throw SyncError(.storage, "\(error)")
         }
-        for key in byRecord.keys { byRecord[key]!.sort() }
     }
 }
 
-/// One transaction: writes go to a `WriteBatch` and an overlay that later reads in the same
-/// transaction see; outbox index changes are kept aside and merged into the store's index only
-/// after the batch is written.
+/// One transaction: writes go to a `WriteBatch`; reads after writes see them through an overlay
+/// built only when such a read happens. Outbox index changes are journaled in the store's index
+/// and rolled back unless the batch is written.
 final class LevelDBTransaction: StoreWriter {
     private let state: LevelDBStoreState
     let limits: Limits
-    private var overlay: [[UInt8]: [UInt8]?] = [:]
-    private var batch: LevelDBWriteBatch?
-    /// Index entries this transaction changed: `nil` means removed.
-    private var changedSeqs: [UInt64: OutboxIndexItem?] = [:]
-    private var changedRecords: [RecordKey: [UInt64]] = [:]
+    private var writes: [(key: [UInt8], value: [UInt8]?)] = []
+    private var overlay: [[UInt8]: [UInt8]?]?
 
     init(state: LevelDBStoreState, limits: Limits) {
         self.state = state
         self.limits = limits
+        state.batch.clear()
     }
 
     func commit() throws(SyncError) {
-        guard let batch else { return }
-        try state.database.write(batch)
-        for (seq, item) in changedSeqs { state.bySeq[seq] = item }
-        for (key, seqs) in changedRecords { state.byRecord[key] = seqs.isEmpty ? nil : seqs }
+        if !writes.isEmpty {
+            do {
+                try state.database.write(state.batch)
+            } catch {
+                rollBack()
+                throw error
+            }
+        }
+        state.index.commit()
+    }
+
+    func rollBack() {
+        state.index.rollBack()
+        state.batch.clear()
     }
 
     // MARK: Raw access with the overlay
 
+    private func pendingWrites() -> [[UInt8]: [UInt8]?] {
+        if let overlay { return overlay }
+        var built = [[UInt8]: [UInt8]?](minimumCapacity: writes.count)
+        for write in writes { built[write.key] = .some(write.value) }
+        overlay = built
+        return built
+    }
+
     private func get(_ key: [UInt8]) throws(SyncError) -> [UInt8]? {
-        if let pending = overlay[key] { return pending }
+        if !writes.isEmpty, let pending = pendingWrites()[key] { return pending }
         return try state.database.get(key)
     }
 
     private func put(_ key: [UInt8], _ value: [UInt8]) {
-        let batch = self.batch ?? LevelDBWriteBatch()
-        self.batch = batch
-        batch.put(key, value)
-        overlay[key] = .some(value)
+        state.batch.put(key, value)
+        writes.append((key, value))
+        overlay?[key] = .some(value)
     }
 
     private func delete(_ key: [UInt8]) {
-        let batch = self.batch ?? LevelDBWriteBatch()
-        self.batch = batch
-        batch.delete(key)
-        overlay[key] = .some(nil)
+        state.batch.delete(key)
+        writes.append((key, nil))
+        overlay?[key] = .some(nil)
     }
 
-    /// Key-ordered values under `prefix`, merging this transaction's overlay over the database.
+    /// Key-ordered values under `prefix`, merging this transaction's writes over the database.
     private func scan(prefix: [UInt8], limit: Int = .max) throws -> [[UInt8]] {
-        let pending = overlay.filter { $0.key.starts(with: prefix) }
-            .sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        let pending = writes.isEmpty
+            ? []
+            : pendingWrites().filter { $0.key.starts(with: prefix) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
         var result = [[UInt8]]()
         var next = 0
         guard limit > 0 else { return result }
@@ -285,74 +300,39 @@ final class LevelDBTransaction: StoreWriter {
 
     // MARK: Outbox
 
-    private func indexItem(_ seq: UInt64) -> OutboxIndexItem? {
-        if let changed = changedSeqs[seq] { return changed }
-        return state.bySeq[seq]
-    }
-
-    private func seqs(for key: RecordKey) -> [UInt64] {
-        changedRecords[key] ?? state.byRecord[key] ?? []
-    }
-
     func outbox(limit: Int) throws -> [OutboxEntry] {
         try scan(prefix: LevelDBKey.outboxPrefix, limit: limit).map { try BinaryCodec.decodeOutboxEntry($0) }
     }
 
     func outboxEntries(for key: RecordKey) throws -> [OutboxEntry] {
-        try seqs(for: key).compactMap { try outboxEntry(seq: $0) }
+        try state.index.positions(for: key).compactMap { try outboxEntry(seq: $0) }
     }
 
     func outboxEntry(seq: UInt64) throws -> OutboxEntry? {
-        guard let item = indexItem(seq) else { return nil }
+        guard let item = state.index.item(seq) else { return nil }
         return try get(LevelDBKey.outbox(priority: item.priority, seq: seq)).map { bytes throws(SyncError) in
             try BinaryCodec.decodeOutboxEntry(bytes)
         }
     }
 
-    func outboxCount() throws -> Int {
-        var count = state.bySeq.count
-        for (seq, item) in changedSeqs {
-            switch (state.bySeq[seq] != nil, item != nil) {
-            case (false, true): count += 1
-            case (true, false): count -= 1
-            default: break
-            }
-        }
-        return count
-    }
+    func outboxCount() throws -> Int { state.index.count }
 
-    func allocateOutboxSeq() throws -> UInt64 {
-        state.lastOutboxSeq += 1  // a rolled-back position is skipped, never reused while open
-        return state.lastOutboxSeq
-    }
+    func allocateOutboxSeq() throws -> UInt64 { state.index.allocate() }
 
     func putOutboxEntry(_ entry: OutboxEntry) throws {
-        let key = entry.change.key
-        if let old = indexItem(entry.seq) {
-            if old.priority != entry.priority { delete(LevelDBKey.outbox(priority: old.priority, seq: entry.seq)) }
-            if old.key != key { removeSeq(entry.seq, from: old.key) }
+        if let old = state.index.item(entry.seq), old.priority != entry.priority {
+            delete(LevelDBKey.outbox(priority: old.priority, seq: entry.seq))
         }
         put(LevelDBKey.outbox(priority: entry.priority, seq: entry.seq), BinaryCodec.encode(entry))
-        changedSeqs[entry.seq] = .some(OutboxIndexItem(seq: entry.seq, priority: entry.priority, key: key))
-        var seqs = seqs(for: key)
-        if !seqs.contains(entry.seq) {
-            seqs.append(entry.seq)
-            seqs.sort()
-        }
-        changedRecords[key] = seqs
+        state.index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
     }
 
     func removeOutboxEntries(_ seqs: [UInt64]) throws {
         for seq in seqs {
-            guard let item = indexItem(seq) else { continue }
+            guard let item = state.index.item(seq) else { continue }
             delete(LevelDBKey.outbox(priority: item.priority, seq: seq))
-            changedSeqs[seq] = .some(nil)
-            removeSeq(seq, from: item.key)
+            state.index.remove(seq: seq)
         }
-    }
-
-    private func removeSeq(_ seq: UInt64, from key: RecordKey) {
-        changedRecords[key] = seqs(for: key).filter { $0 != seq }
     }
 
     // MARK: Metadata and conflicts

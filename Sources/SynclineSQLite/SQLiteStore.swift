@@ -60,12 +60,7 @@ public final class SQLiteStore: SyncStore {
                 store.rollBack()
                 throw error
             }
-            do {
-                try store.connection.statement("COMMIT").run()
-            } catch {
-                store.rollBack()
-                throw error
-            }
+            try store.commit()
             return result
         }
     }
@@ -109,28 +104,27 @@ public final class SQLiteStore: SyncStore {
         }
     }
 
+    /// The tables and indexes of schema version 1 (the benchmark's raw baseline creates the same).
+    package static let schema = """
+        CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TABLE records(collection TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL,
+            PRIMARY KEY (collection, id)) WITHOUT ROWID;
+        CREATE TABLE outbox(seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL,
+            collection TEXT NOT NULL, record TEXT NOT NULL, entry BLOB NOT NULL);
+        CREATE INDEX outbox_drain ON outbox(priority, seq);
+        CREATE INDEX outbox_record ON outbox(collection, record, seq);
+        CREATE TABLE conflicts(id BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+        PRAGMA application_id=\(applicationID);
+        PRAGMA user_version=\(schemaVersion);
+        """
+
     private static func prepare(_ connection: SQLiteConnection, durability: Durability) throws(SyncError) {
         try connection.execute("PRAGMA journal_mode=WAL")
         try connection.execute(durability == .power ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL")
         try connection.execute("PRAGMA busy_timeout=5000")
         let version = try connection.integer("PRAGMA user_version")
         if version == 0 {
-            try connection.execute(
-                """
-                BEGIN IMMEDIATE;
-                CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-                CREATE TABLE records(collection TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL,
-                    PRIMARY KEY (collection, id)) WITHOUT ROWID;
-                CREATE TABLE outbox(seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL,
-                    collection TEXT NOT NULL, record TEXT NOT NULL, entry BLOB NOT NULL);
-                CREATE INDEX outbox_drain ON outbox(priority, seq);
-                CREATE INDEX outbox_record ON outbox(collection, record, seq);
-                CREATE TABLE conflicts(id BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
-                PRAGMA application_id=\(applicationID);
-                PRAGMA user_version=\(schemaVersion);
-                COMMIT;
-                """
-            )
+            try connection.execute("BEGIN IMMEDIATE;\n\(schema)\nCOMMIT;")
         }
     }
 }
@@ -139,12 +133,37 @@ public final class SQLiteStore: SyncStore {
 final class SQLiteStoreConnection: StoreWriter {
     let connection: SQLiteConnection
     let limits: Limits
-    private var lastOutboxSeq: UInt64
+    /// The outbox's record index, in memory so queueing a change needs no query.
+    private var index = OutboxIndex()
 
     init(connection: SQLiteConnection, limits: Limits) throws(SyncError) {
         self.connection = connection
         self.limits = limits
-        lastOutboxSeq = UInt64(try connection.integer("SELECT coalesce(max(seq), 0) FROM outbox"))
+        let statement = try connection.statement("SELECT seq, priority, collection, record FROM outbox")
+        defer { statement.reset() }
+        while try statement.step() {
+            guard let priority = Priority(rawValue: UInt8(clamping: statement.int64(1))) else {
+                throw SyncError(.storage, "outbox entry \(statement.int64(0)) has an unknown priority")
+            }
+            do {
+                let key = RecordKey(
+                    collection: try CollectionName(statement.text(2)), id: try RecordID(statement.text(3))
+                )
+                index.load(OutboxIndex.Item(seq: UInt64(bitPattern: statement.int64(0)), priority: priority, key: key))
+            } catch {
+                throw SyncError(.storage, "outbox entry \(statement.int64(0)) is damaged: \(error.message)")
+            }
+        }
+    }
+
+    func commit() throws(SyncError) {
+        do {
+            try connection.statement("COMMIT").run()
+        } catch {
+            rollBack()
+            throw error
+        }
+        index.commit()
     }
 
     /// Ends a read transaction; it wrote nothing, so a failed COMMIT is followed by a ROLLBACK.
@@ -157,6 +176,7 @@ final class SQLiteStoreConnection: StoreWriter {
     }
 
     func rollBack() {
+        index.rollBack()
         // ROLLBACK fails only when no transaction is open (SQLite already rolled back after an
         // I/O error): either way nothing of this transaction remains.
         _ = try? connection.statement("ROLLBACK").run()
@@ -212,13 +232,7 @@ final class SQLiteStoreConnection: StoreWriter {
     }
 
     func outboxEntries(for key: RecordKey) throws -> [OutboxEntry] {
-        let statement = try connection.statement(
-            "SELECT entry FROM outbox WHERE collection = ?1 AND record = ?2 ORDER BY seq"
-        )
-        defer { statement.reset() }
-        try statement.bind(1, key.collection.rawValue)
-        try statement.bind(2, key.id.rawValue)
-        return try decodeEntries(statement)
+        try index.positions(for: key).compactMap { try outboxEntry(seq: $0) }
     }
 
     func outboxEntry(seq: UInt64) throws -> OutboxEntry? {
@@ -228,14 +242,9 @@ final class SQLiteStoreConnection: StoreWriter {
         return try decodeEntries(statement).first
     }
 
-    func outboxCount() throws -> Int {
-        Int(try connection.integer("SELECT count(*) FROM outbox"))
-    }
+    func outboxCount() throws -> Int { index.count }
 
-    func allocateOutboxSeq() throws -> UInt64 {
-        lastOutboxSeq += 1  // a rolled-back position is skipped, never reused while open
-        return lastOutboxSeq
-    }
+    func allocateOutboxSeq() throws -> UInt64 { index.allocate() }
 
     func putOutboxEntry(_ entry: OutboxEntry) throws {
         let statement = try connection.statement(
@@ -248,6 +257,7 @@ final class SQLiteStoreConnection: StoreWriter {
         try statement.bind(4, entry.change.record.rawValue)
         try statement.bind(5, blob: BinaryCodec.encode(entry))
         _ = try statement.step()
+        index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
     }
 
     func removeOutboxEntries(_ seqs: [UInt64]) throws {
@@ -255,6 +265,7 @@ final class SQLiteStoreConnection: StoreWriter {
         for seq in seqs {
             try statement.bind(1, Int64(bitPattern: seq))
             try statement.run()
+            index.remove(seq: seq)
         }
     }
 

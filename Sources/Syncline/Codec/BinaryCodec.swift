@@ -2,7 +2,7 @@
 ///
 /// Every document starts with a 4-byte header: the magic `"SL"`, the format version (1) and the
 /// kind of document. Integers are LEB128 varints (zigzag for signed), lengths are varints checked
-/// against the remaining input, maps are written in key order.
+/// against the remaining input, maps in the dictionary's order (readers never depend on it).
 public enum BinaryCodec {
     /// The format version this build writes and reads.
     public static let version: UInt8 = 1
@@ -133,7 +133,7 @@ public enum BinaryCodec {
 
     /// Encodes a record for a store.
     public static func encode(_ state: RecordState) -> [UInt8] {
-        var writer = header(.recordState, capacity: 96)
+        var writer = header(.recordState, capacity: 64 + (state.fields.count + state.pendingFields.count) * 64)
         writer.writeString(state.collection.rawValue)
         writer.writeString(state.id.rawValue)
         writer.writeVarint(state.seq)
@@ -169,7 +169,7 @@ public enum BinaryCodec {
 
     /// Encodes an outbox entry for a store.
     public static func encode(_ entry: OutboxEntry) -> [UInt8] {
-        var writer = header(.outboxEntry, capacity: 128)
+        var writer = header(.outboxEntry, capacity: 96 + entry.change.fields.count * 48)
         writer.writeVarint(entry.seq)
         writer.writeByte(entry.priority.rawValue)
         writer.writeByte(entry.sent ? 1 : 0)

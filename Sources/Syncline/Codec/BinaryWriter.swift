@@ -74,18 +74,13 @@ public struct BinaryWriter: Sendable {
         }
     }
 
-    /// Writes a map as a count then `(key, value)` pairs in key order, so equal maps encode to
-    /// equal bytes.
+    /// Writes a map as a count then `(key, value)` pairs, in the dictionary's own order (readers
+    /// must not depend on the order; sorting would cost every write).
     public mutating func writeFields<V>(_ map: [String: V], _ writeValue: (inout BinaryWriter, V) -> Void) {
         writeVarint(UInt64(map.count))
-        if map.count == 1, let (key, value) = map.first {
+        for (key, value) in map {
             writeString(key)
             writeValue(&self, value)
-            return
-        }
-        for key in map.keys.sorted() {
-            writeString(key)
-            writeValue(&self, map[key]!)
         }
     }
 

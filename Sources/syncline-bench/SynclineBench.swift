@@ -1,0 +1,26 @@
+import ArgumentParser
+
+@main
+struct SynclineBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "syncline-bench",
+        abstract: "Syncline benchmarks: each row is a ratio against a baseline doing the same work in the same run.",
+        discussion: "Build with -c release; a debug build measures the compiler, not the code.",
+        subcommands: [StoreSuiteCommand.self]
+    )
+}
+
+/// Options every suite takes.
+struct SuiteOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print one JSON document instead of a table.")
+    var json = false
+
+    @Option(name: .long, help: "Multiply the default operation counts (e.g. 0.1 for a quick run).")
+    var scale: Double = 1
+
+    @Option(name: .long, help: "Repetitions of each measurement; the best is kept.")
+    var repeats: Int = 3
+
+    @Option(name: .long, help: "Directory for temporary files (default: the system's temporary directory).")
+    var directory: String?
+}
