@@ -61,7 +61,9 @@ let package = Package(
         .testTarget(name: "SynclineTests", dependencies: ["Syncline", "SynclineTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SynclineStoreTests",
-            dependencies: ["Syncline", "SynclineSQLite", "SynclineLevelDB", "SynclineTesting", "syncline-crash-writer"],
+            dependencies: [
+                "Syncline", "SynclineSQLite", "SynclineLevelDB", "SynclineTesting", "CSQLite", "syncline-crash-writer",
+            ],
             swiftSettings: swiftSettings
         ),
     ]
