@@ -132,4 +132,32 @@ final class LevelDBWriteBatch {
     }
 
     func clear() { leveldb_writebatch_clear(handle) }
+
+    /// Calls `body` with every put (`value` non-nil) and delete in the batch, in order.
+    func forEach(_ body: ([UInt8], [UInt8]?) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            let box = Unmanaged.passRetained(BatchVisitor(body))
+            defer { box.release() }
+            leveldb_writebatch_iterate(
+                handle, box.toOpaque(),
+                { context, key, keyLength, value, valueLength in
+                    let visitor = Unmanaged<BatchVisitor>.fromOpaque(context!).takeUnretainedValue()
+                    visitor.body(
+                        Array(UnsafeRawBufferPointer(start: key, count: keyLength)),
+                        Array(UnsafeRawBufferPointer(start: value, count: valueLength))
+                    )
+                },
+                { context, key, keyLength in
+                    let visitor = Unmanaged<BatchVisitor>.fromOpaque(context!).takeUnretainedValue()
+                    visitor.body(Array(UnsafeRawBufferPointer(start: key, count: keyLength)), nil)
+                }
+            )
+        }
+    }
+}
+
+/// Carries a Swift closure through LevelDB's C callbacks (which cannot capture context).
+private final class BatchVisitor {
+    let body: ([UInt8], [UInt8]?) -> Void
+    init(_ body: @escaping ([UInt8], [UInt8]?) -> Void) { self.body = body }
 }

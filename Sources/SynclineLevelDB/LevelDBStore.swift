@@ -196,7 +196,8 @@ final class LevelDBStoreState {
 final class LevelDBTransaction: StoreWriter {
     private let state: LevelDBStoreState
     let limits: Limits
-    private var writes: [(key: [UInt8], value: [UInt8]?)] = []
+    private var hasWrites = false
+    /// This transaction's writes by key, built from the batch only when a read follows a write.
     private var overlay: [[UInt8]: [UInt8]?]?
 
     init(state: LevelDBStoreState, limits: Limits) {
@@ -206,7 +207,7 @@ final class LevelDBTransaction: StoreWriter {
     }
 
     func commit() throws(SyncError) {
-        if !writes.isEmpty {
+        if hasWrites {
             do {
                 try state.database.write(state.batch)
             } catch {
@@ -226,32 +227,32 @@ final class LevelDBTransaction: StoreWriter {
 
     private func pendingWrites() -> [[UInt8]: [UInt8]?] {
         if let overlay { return overlay }
-        var built = [[UInt8]: [UInt8]?](minimumCapacity: writes.count)
-        for write in writes { built[write.key] = .some(write.value) }
+        var built = [[UInt8]: [UInt8]?]()
+        state.batch.forEach { key, value in built[key] = .some(value) }
         overlay = built
         return built
     }
 
     private func get(_ key: [UInt8]) throws(SyncError) -> [UInt8]? {
-        if !writes.isEmpty, let pending = pendingWrites()[key] { return pending }
+        if hasWrites, let pending = pendingWrites()[key] { return pending }
         return try state.database.get(key)
     }
 
     private func put(_ key: [UInt8], _ value: [UInt8]) {
         state.batch.put(key, value)
-        writes.append((key, value))
+        hasWrites = true
         overlay?[key] = .some(value)
     }
 
     private func delete(_ key: [UInt8]) {
         state.batch.delete(key)
-        writes.append((key, nil))
+        hasWrites = true
         overlay?[key] = .some(nil)
     }
 
     /// Key-ordered values under `prefix`, merging this transaction's writes over the database.
     private func scan(prefix: [UInt8], limit: Int = .max) throws -> [[UInt8]] {
-        let pending = writes.isEmpty
+        let pending = !hasWrites
             ? []
             : pendingWrites().filter { $0.key.starts(with: prefix) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
         var result = [[UInt8]]()
@@ -320,11 +321,11 @@ final class LevelDBTransaction: StoreWriter {
     func allocateOutboxSeq() throws -> UInt64 { state.index.allocate() }
 
     func putOutboxEntry(_ entry: OutboxEntry) throws {
-        if let old = state.index.item(entry.seq), old.priority != entry.priority {
+        let old = state.index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
+        if let old, old.priority != entry.priority {
             delete(LevelDBKey.outbox(priority: old.priority, seq: entry.seq))
         }
         put(LevelDBKey.outbox(priority: entry.priority, seq: entry.seq), BinaryCodec.encode(entry))
-        state.index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
     }
 
     func removeOutboxEntries(_ seqs: [UInt64]) throws {

@@ -7,7 +7,8 @@ let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 /// One SQLite connection. Not thread-safe: one owner (``SQLiteStore``'s lock) uses it at a time.
 final class SQLiteConnection {
     let handle: OpaquePointer
-    private var statements: [String: SQLiteStatement] = [:]
+    /// Prepared statements by the address of their SQL literal: a lookup hashes one pointer.
+    private var statements: [UnsafeRawPointer: SQLiteStatement] = [:]
 
     init(path: String, flags: Int32) throws(SyncError) {
         var handle: OpaquePointer?
@@ -38,20 +39,25 @@ final class SQLiteConnection {
     }
 
     /// A prepared statement, prepared once and reused: callers reset it after use.
-    func statement(_ sql: String) throws(SyncError) -> SQLiteStatement {
-        if let cached = statements[sql] { return cached }
+    func statement(_ sql: StaticString) throws(SyncError) -> SQLiteStatement {
+        let key = UnsafeRawPointer(sql.utf8Start)
+        if let cached = statements[key] { return cached }
         var pointer: OpaquePointer?
-        let code = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &pointer, nil)
+        let code = sql.withUTF8Buffer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { text in
+                sqlite3_prepare_v3(handle, text.baseAddress, Int32(text.count), UInt32(SQLITE_PREPARE_PERSISTENT), &pointer, nil)
+            }
+        }
         guard code == SQLITE_OK, let pointer else {
-            throw SyncError(.storage, "SQLite cannot prepare \(sql.prefix(60)): \(lastError)", nativeCode: code)
+            throw SyncError(.storage, "SQLite cannot prepare \(sql): \(lastError)", nativeCode: code)
         }
         let statement = SQLiteStatement(pointer, connection: self)
-        statements[sql] = statement
+        statements[key] = statement
         return statement
     }
 
     /// Reads one integer (a pragma, a count).
-    func integer(_ sql: String) throws(SyncError) -> Int64 {
+    func integer(_ sql: StaticString) throws(SyncError) -> Int64 {
         let statement = try self.statement(sql)
         defer { statement.reset() }
         guard try statement.step() else { throw SyncError(.storage, "SQLite returned no row for \(sql)") }
@@ -132,9 +138,9 @@ final class SQLiteStatement {
         _ = try step()
     }
 
+    /// Makes the statement ready to run again; every use binds all of its parameters anew.
     func reset() {
         sqlite3_reset(handle)
-        sqlite3_clear_bindings(handle)
     }
 
     func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }

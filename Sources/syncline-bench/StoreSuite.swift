@@ -30,11 +30,13 @@ struct StoreSuite {
         var durability: Durability
         var perTransaction: Int
         var operations: Int
+
+        var name: String { "\(store)_\(durability.rawValue)_\(perTransaction)" }
     }
 
     var cases: [Case] {
         func count(_ base: Int) -> Int { max(Int(Double(base) * options.scale) / 1_000 * 1_000, 1_000) }
-        return [
+        let all = [
             Case(store: "sqlite", durability: .app, perTransaction: 1, operations: count(20_000)),
             Case(store: "sqlite", durability: .app, perTransaction: 1_000, operations: count(200_000)),
             Case(store: "sqlite", durability: .power, perTransaction: 1, operations: count(2_000)),
@@ -44,6 +46,8 @@ struct StoreSuite {
             Case(store: "leveldb", durability: .power, perTransaction: 1, operations: count(2_000)),
             Case(store: "leveldb", durability: .power, perTransaction: 1_000, operations: count(100_000)),
         ]
+        guard let only = options.only else { return all }
+        return all.filter { $0.name == only || $0.name.hasPrefix(only + "_") && only.split(separator: "_").count < 3 }
     }
 
     func run() throws -> BenchReport {
@@ -71,7 +75,7 @@ struct StoreSuite {
             }
             report.rows.append(
                 BenchRow(
-                    name: "\(item.store)_\(item.durability.rawValue)_\(item.perTransaction)", store: item.store,
+                    name: item.name, store: item.store,
                     perTransaction: item.perTransaction, durability: item.durability.rawValue,
                     opsPerSecond: best.store, baselineOpsPerSecond: best.baseline
                 )

@@ -23,4 +23,7 @@ struct SuiteOptions: ParsableArguments {
 
     @Option(name: .long, help: "Directory for temporary files (default: the system's temporary directory).")
     var directory: String?
+
+    @Option(name: .long, help: "Run only the rows whose name contains this text (e.g. leveldb_app_1).")
+    var only: String?
 }

@@ -22,9 +22,28 @@ package struct OutboxIndex: Sendable {
         var rest: [UInt64] = []
 
         var all: [UInt64] { rest.isEmpty ? [first] : [first] + rest }
+
+        mutating func insert(_ seq: UInt64) {
+            if seq > rest.last ?? first {
+                rest.append(seq)
+            } else {
+                var all = self.all
+                all.append(seq)
+                all.sort()
+                self = Positions(first: all[0], rest: Array(all.dropFirst()))
+            }
+        }
+
+        /// Removes `seq`; `false` when nothing remains.
+        mutating func remove(_ seq: UInt64) -> Bool {
+            let remaining = all.filter { $0 != seq }
+            guard let head = remaining.first else { return false }
+            self = Positions(first: head, rest: Array(remaining.dropFirst()))
+            return true
+        }
     }
 
-    private var bySeq: [UInt64: Item] = [:]
+    private var bySeq = SeqTable()
     private var byRecord: [RecordKey: Positions] = [:]
     /// The greatest position handed out; positions are never reused while the store is open.
     package private(set) var lastSeq: UInt64 = 0
@@ -35,7 +54,7 @@ package struct OutboxIndex: Sendable {
 
     package var count: Int { bySeq.count }
 
-    package func item(_ seq: UInt64) -> Item? { bySeq[seq] }
+    package func item(_ seq: UInt64) -> Item? { bySeq.item(seq) }
 
     /// The record's positions, oldest first.
     package func positions(for key: RecordKey) -> [UInt64] { byRecord[key]?.all ?? [] }
@@ -51,15 +70,22 @@ package struct OutboxIndex: Sendable {
         lastSeq = max(lastSeq, item.seq)
     }
 
-    package mutating func set(_ item: Item) {
-        let old = bySeq[item.seq]
+    /// Adds or replaces the item at its position.
+    /// - Returns: the item it replaced, if any.
+    @discardableResult
+    package mutating func set(_ item: Item) -> Item? {
+        let old = bySeq.set(item)
         journal.append((item.seq, old))
-        if let old { remove(old) }
-        insert(item)
+        if let old {
+            if old.key == item.key { return old }
+            removePosition(old)
+        }
+        insertPosition(item)
+        return old
     }
 
     package mutating func remove(seq: UInt64) {
-        guard let old = bySeq[seq] else { return }
+        guard let old = bySeq.item(seq) else { return }
         journal.append((seq, old))
         remove(old)
     }
@@ -68,33 +94,97 @@ package struct OutboxIndex: Sendable {
 
     package mutating func rollBack() {
         for (seq, old) in journal.reversed() {
-            if let current = bySeq[seq] { remove(current) }
+            if let current = bySeq.item(seq) { remove(current) }
             if let old { insert(old) }
         }
         journal.removeAll(keepingCapacity: true)
     }
 
     private mutating func insert(_ item: Item) {
-        bySeq[item.seq] = item
-        if var positions = byRecord[item.key] {
-            if item.seq > positions.rest.last ?? positions.first {
-                positions.rest.append(item.seq)
-            } else {
-                var all = positions.all
-                all.append(item.seq)
-                all.sort()
-                positions = Positions(first: all[0], rest: Array(all.dropFirst()))
-            }
-            byRecord[item.key] = positions
+        bySeq.set(item)
+        insertPosition(item)
+    }
+
+    private mutating func remove(_ item: Item) {
+        bySeq.remove(item.seq)
+        removePosition(item)
+    }
+
+    private mutating func insertPosition(_ item: Item) {
+        if let index = byRecord.index(forKey: item.key) {
+            byRecord.values[index].insert(item.seq)
         } else {
             byRecord[item.key] = Positions(first: item.seq)
         }
     }
 
-    private mutating func remove(_ item: Item) {
-        bySeq[item.seq] = nil
-        guard let positions = byRecord[item.key] else { return }
-        let remaining = positions.all.filter { $0 != item.seq }
-        byRecord[item.key] = remaining.isEmpty ? nil : Positions(first: remaining[0], rest: Array(remaining.dropFirst()))
+    private mutating func removePosition(_ item: Item) {
+        guard let index = byRecord.index(forKey: item.key) else { return }
+        if !byRecord.values[index].remove(item.seq) { byRecord.remove(at: index) }
+    }
+}
+
+/// Items by position. Positions are handed out in increasing order and mostly leave in the same
+/// order, so a sorted array is cheaper than a hash table: a new position is an append, a lookup a
+/// binary search, and removed slots are compacted away once they are the majority.
+private struct SeqTable: Sendable {
+    private var seqs: [UInt64] = []
+    private var items: [OutboxIndex.Item?] = []
+    private(set) var count = 0
+
+    private func slot(_ seq: UInt64) -> Int? {
+        var low = 0
+        var high = seqs.count
+        while low < high {
+            let middle = (low + high) / 2
+            if seqs[middle] < seq { low = middle + 1 } else { high = middle }
+        }
+        return low < seqs.count && seqs[low] == seq ? low : nil
+    }
+
+    func item(_ seq: UInt64) -> OutboxIndex.Item? {
+        guard let last = seqs.last, seq <= last, let index = slot(seq) else { return nil }
+        return items[index]
+    }
+
+    /// - Returns: the item it replaced.
+    @discardableResult
+    mutating func set(_ item: OutboxIndex.Item) -> OutboxIndex.Item? {
+        if let last = seqs.last, item.seq <= last {
+            if let index = slot(item.seq) {
+                let old = items[index]
+                items[index] = item
+                if old == nil { count += 1 }
+                return old
+            }
+            let index = seqs.firstIndex { $0 > item.seq } ?? seqs.count  // rare: a rolled-back removal
+            seqs.insert(item.seq, at: index)
+            items.insert(item, at: index)
+        } else {
+            seqs.append(item.seq)
+            items.append(item)
+        }
+        count += 1
+        return nil
+    }
+
+    mutating func remove(_ seq: UInt64) {
+        guard let index = slot(seq), items[index] != nil else { return }
+        items[index] = nil
+        count -= 1
+        if items.count >= 64 && count * 2 < items.count { compact() }
+    }
+
+    private mutating func compact() {
+        var keptSeqs = [UInt64]()
+        var keptItems = [OutboxIndex.Item?]()
+        keptSeqs.reserveCapacity(count * 2)
+        keptItems.reserveCapacity(count * 2)
+        for (seq, item) in zip(seqs, items) where item != nil {
+            keptSeqs.append(seq)
+            keptItems.append(item)
+        }
+        seqs = keptSeqs
+        items = keptItems
     }
 }
