@@ -52,7 +52,7 @@ struct StoreSuite {
 
     func run() throws -> BenchReport {
         var report = BenchReport(suite: "store")
-        report.notes.append("record ids in ascending order (time-ordered), ~200-byte records; best of \(options.repeats)")
+        report.notes.append("record ids in ascending order (time-ordered), ~200-byte records; median ratio of \(options.repeats) paired runs")
         let root = URL(fileURLWithPath: options.directory ?? NSTemporaryDirectory())
             .appendingPathComponent("syncline-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
@@ -62,22 +62,31 @@ struct StoreSuite {
         let workload = StoreWorkload(count: largest)
         var run = 0
         for item in cases {
-            var best = (store: 0.0, baseline: 0.0)
-            for _ in 0..<max(options.repeats, 1) {
+            // Each repetition measures the baseline and the store back to back (alternating which
+            // goes first), so both see the same machine; the row is the repetition with the median ratio.
+            var pairs: [(store: Double, baseline: Double)] = []
+            for repetition in 0..<max(options.repeats, 1) {
                 run += 1
                 let baselinePath = root.appendingPathComponent("baseline-\(run)").path
                 let storePath = root.appendingPathComponent("store-\(run)").path
-                let baseline = try Self.baseline(item, workload: workload, path: baselinePath)
-                let store = try Self.throughStore(item, workload: workload, path: storePath)
-                best = (max(best.store, store), max(best.baseline, baseline))
+                var baseline = 0.0
+                var store = 0.0
+                if repetition % 2 == 0 {
+                    baseline = try Self.baseline(item, workload: workload, path: baselinePath)
+                    store = try Self.throughStore(item, workload: workload, path: storePath)
+                } else {
+                    store = try Self.throughStore(item, workload: workload, path: storePath)
+                    baseline = try Self.baseline(item, workload: workload, path: baselinePath)
+                }
+                pairs.append((store, baseline))
                 try? FileManager.default.removeItem(atPath: baselinePath)  // temporary files only
                 try? FileManager.default.removeItem(atPath: storePath)
             }
+            let median = pairs.sorted { $0.store / $0.baseline < $1.store / $1.baseline }[pairs.count / 2]
             report.rows.append(
                 BenchRow(
-                    name: item.name, store: item.store,
-                    perTransaction: item.perTransaction, durability: item.durability.rawValue,
-                    opsPerSecond: best.store, baselineOpsPerSecond: best.baseline
+                    name: item.name, store: item.store, perTransaction: item.perTransaction,
+                    durability: item.durability.rawValue, opsPerSecond: median.store, baselineOpsPerSecond: median.baseline
                 )
             )
         }

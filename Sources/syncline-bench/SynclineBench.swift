@@ -18,8 +18,8 @@ struct SuiteOptions: ParsableArguments {
     @Option(name: .long, help: "Multiply the default operation counts (e.g. 0.1 for a quick run).")
     var scale: Double = 1
 
-    @Option(name: .long, help: "Repetitions of each measurement; the best is kept.")
-    var repeats: Int = 3
+    @Option(name: .long, help: "Paired repetitions of each row (store and baseline back to back); the median ratio is kept.")
+    var repeats: Int = 5
 
     @Option(name: .long, help: "Directory for temporary files (default: the system's temporary directory).")
     var directory: String?

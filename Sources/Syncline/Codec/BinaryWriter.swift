@@ -24,11 +24,7 @@ public struct BinaryWriter: Sendable {
     }
 
     public mutating func writeFixed64(_ value: UInt64) {
-        var rest = value
-        for _ in 0..<8 {
-            bytes.append(UInt8(truncatingIfNeeded: rest))
-            rest >>= 8
-        }
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
     public mutating func writeDouble(_ value: Double) { writeFixed64(value.bitPattern) }
@@ -89,19 +85,10 @@ public struct BinaryWriter: Sendable {
         writeFixed64(hlc.node)
     }
 
+    /// Writes the 16 bytes big-endian, so ids compare bytewise in time order.
     public mutating func write(_ id: EventID) {
-        var rest = id.high
-        var chunk = [UInt8](repeating: 0, count: 16)
-        for index in (0..<8).reversed() {
-            chunk[index] = UInt8(truncatingIfNeeded: rest)
-            rest >>= 8
-        }
-        rest = id.low
-        for index in (8..<16).reversed() {
-            chunk[index] = UInt8(truncatingIfNeeded: rest)
-            rest >>= 8
-        }
-        bytes.append(contentsOf: chunk)
+        withUnsafeBytes(of: id.high.bigEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: id.low.bigEndian) { bytes.append(contentsOf: $0) }
     }
 
     public mutating func write(_ field: FieldState) {

@@ -21,10 +21,15 @@ package struct OutboxIndex: Sendable {
         var first: UInt64
         var rest: [UInt64] = []
 
+        /// No position yet (positions never reach `UInt64.max`).
+        static let empty = Positions(first: .max)
+
         var all: [UInt64] { rest.isEmpty ? [first] : [first] + rest }
 
         mutating func insert(_ seq: UInt64) {
-            if seq > rest.last ?? first {
+            if first == .max {
+                first = seq
+            } else if seq > rest.last ?? first {
                 rest.append(seq)
             } else {
                 var all = self.all
@@ -110,12 +115,9 @@ package struct OutboxIndex: Sendable {
         removePosition(item)
     }
 
+    /// One hash lookup, whether the record is new or not.
     private mutating func insertPosition(_ item: Item) {
-        if let index = byRecord.index(forKey: item.key) {
-            byRecord.values[index].insert(item.seq)
-        } else {
-            byRecord[item.key] = Positions(first: item.seq)
-        }
+        byRecord[item.key, default: Positions.empty].insert(item.seq)
     }
 
     private mutating func removePosition(_ item: Item) {
