@@ -129,7 +129,7 @@ public struct RandomModel {
         }
         return RemoteChange(
             seq: random.next() >> 12, collection: collection(), record: recordID(), deleted: false,
-            fields: fieldStates()
+            fields: fieldStates(), reset: chance(0.2)
         )
     }
 
@@ -148,7 +148,7 @@ public struct RandomModel {
         let results: [PushResult] = (0..<int(0...max)).map { _ in
             switch int(0...2) {
             case 0: return .applied(id: eventID(), seq: random.next() >> 10, fields: fieldStates())
-            case 1: return .duplicate(id: eventID(), seq: random.next() >> 10)
+            case 1: return .duplicate(id: eventID(), seq: random.next() >> 10, fields: chance(0.5) ? fieldStates() : [:])
             default:
                 let current = fieldStates()
                 return .rejected(id: eventID(), conflicts: Array(current.keys), current: current)

@@ -48,7 +48,7 @@ struct JSONCodecTests {
             """
         let decoded = try JSONCodec.decodePushResponse(bytes(response))
         #expect(decoded.head == 42 && decoded.serverTime == 1_732_300_000_123)
-        guard case .applied(_, 42, let fields) = decoded.results[0], case .duplicate(_, 40) = decoded.results[1],
+        guard case .applied(_, 42, let fields) = decoded.results[0], case .duplicate(_, 40, _) = decoded.results[1],
             case .rejected(_, let conflicts, let current) = decoded.results[2]
         else {
             Issue.record("unexpected results \(decoded.results)")

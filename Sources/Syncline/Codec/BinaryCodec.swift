@@ -80,10 +80,11 @@ public enum BinaryCodec {
                 writer.write(id)
                 writer.writeVarint(seq)
                 writer.writeFields(fields) { $0.write($1) }
-            case .duplicate(let id, let seq):
+            case .duplicate(let id, let seq, let fields):
                 writer.writeByte(1)
                 writer.write(id)
                 writer.writeVarint(seq)
+                writer.writeFields(fields) { $0.write($1) }
             case .rejected(let id, let conflicts, let current):
                 writer.writeByte(2)
                 writer.write(id)
@@ -113,7 +114,9 @@ public enum BinaryCodec {
                 let fields = try reader.readFields { reader throws(SyncError) in try reader.readFieldState() }
                 results.append(.applied(id: id, seq: seq, fields: fields))
             case 1:
-                results.append(.duplicate(id: id, seq: try reader.readVarint()))
+                let seq = try reader.readVarint()
+                let fields = try reader.readFields { reader throws(SyncError) in try reader.readFieldState() }
+                results.append(.duplicate(id: id, seq: seq, fields: fields))
             case 2:
                 let conflictCount = try reader.readLength(what: "conflict list")
                 var conflicts = [String]()
@@ -268,7 +271,7 @@ extension BinaryWriter {
             writeByte(1)
             write(change.hlc ?? .zero)
         } else {
-            writeByte(0)
+            writeByte(change.reset ? 2 : 0)
             writeFields(change.fields) { $0.write($1) }
         }
     }
@@ -303,11 +306,16 @@ extension BinaryReader {
         let seq = try readVarint()
         let collection = try readCollection()
         let record = try readRecordID()
-        if try readBool() {
+        let start = offset
+        switch try readByte() {
+        case 1:
             return RemoteChange(seq: seq, collection: collection, record: record, deleted: true, hlc: try readHLC())
+        case let kind where kind == 0 || kind == 2:
+            let fields = try readFields { reader throws(SyncError) in try reader.readFieldState() }
+            return RemoteChange(seq: seq, collection: collection, record: record, deleted: false, fields: fields, reset: kind == 2)
+        case let other:
+            throw SyncError.malformed("unknown remote change kind \(other) at byte \(start)")
         }
-        let fields = try readFields { reader throws(SyncError) in try reader.readFieldState() }
-        return RemoteChange(seq: seq, collection: collection, record: record, deleted: false, fields: fields)
     }
 }
 

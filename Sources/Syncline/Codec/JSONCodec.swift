@@ -82,9 +82,13 @@ public enum JSONCodec {
                 writer.integer(seq)
                 writer.raw(",\"fields\":")
                 try writer.fieldStates(fields)
-            case .duplicate(_, let seq):
+            case .duplicate(_, let seq, let fields):
                 writer.raw(",\"status\":\"duplicate\",\"seq\":")
                 writer.integer(seq)
+                if !fields.isEmpty {
+                    writer.raw(",\"fields\":")
+                    try writer.fieldStates(fields)
+                }
             case .rejected(_, let conflicts, let current):
                 writer.raw(",\"status\":\"rejected\",\"conflicts\":")
                 try writer.array(conflicts) { writer, name throws(SyncError) in writer.string(name) }
@@ -108,7 +112,8 @@ public enum JSONCodec {
             case "applied":
                 return .applied(id: id, seq: try result.unsigned("seq"), fields: try result.fieldStates("fields"))
             case "duplicate":
-                return .duplicate(id: id, seq: try result.unsigned("seq"))
+                let fields = result.members["fields"] == nil ? [:] : try result.fieldStates("fields")
+                return .duplicate(id: id, seq: try result.unsigned("seq"), fields: fields)
             case "rejected":
                 let conflicts = try result.array("conflicts").enumerated().map { offset, node throws(SyncError) in
                     guard case .string(let name) = node else {
@@ -162,6 +167,7 @@ extension JSONWriter {
         }
         raw(",\"record\":")
         string(change.record.rawValue)
+        if change.reset { raw(",\"reset\":true") }
         raw(",\"seq\":")
         integer(change.seq)
         raw("}")
@@ -292,7 +298,8 @@ struct JSONFields {
         let deleted = try bool("deleted")
         return RemoteChange(
             seq: try unsigned("seq"), collection: try collection("collection"), record: try recordID("record"),
-            deleted: deleted, hlc: deleted ? try hlc("hlc") : nil, fields: deleted ? [:] : try fieldStates("fields")
+            deleted: deleted, hlc: deleted ? try hlc("hlc") : nil, fields: deleted ? [:] : try fieldStates("fields"),
+            reset: members["reset"] == nil ? false : try bool("reset")
         )
     }
 

@@ -14,6 +14,10 @@ public struct RemoteChange: Hashable, Sendable {
     /// For a tombstone, the HLC of the delete.
     public var hlc: HLC?
     public var fields: [String: FieldState]
+    /// The record was deleted (and written again) after the cursor: `fields` is the whole live
+    /// record and replaces the device's copy. An extension of DESIGN §5.1 (`"reset": true`;
+    /// readers that do not know it ignore it, as the contract says).
+    public var reset: Bool
 
     public init(
         seq: UInt64,
@@ -21,7 +25,8 @@ public struct RemoteChange: Hashable, Sendable {
         record: RecordID,
         deleted: Bool,
         hlc: HLC? = nil,
-        fields: [String: FieldState] = [:]
+        fields: [String: FieldState] = [:],
+        reset: Bool = false
     ) {
         self.seq = seq
         self.collection = collection
@@ -29,6 +34,7 @@ public struct RemoteChange: Hashable, Sendable {
         self.deleted = deleted
         self.hlc = hlc
         self.fields = fields
+        self.reset = reset && !deleted
     }
 }
 
@@ -56,14 +62,16 @@ public struct PullPage: Hashable, Sendable {
 public enum PushResult: Hashable, Sendable {
     /// Applied at `seq`; `fields` are the resulting field states.
     case applied(id: EventID, seq: UInt64, fields: [String: FieldState])
-    /// Already applied before, at `seq`.
-    case duplicate(id: EventID, seq: UInt64)
+    /// Already applied before, at `seq`; `fields` are the field states that application produced
+    /// (an extension of DESIGN §5.1, so a device whose acknowledgement was lost still learns
+    /// whether its write won).
+    case duplicate(id: EventID, seq: UInt64, fields: [String: FieldState] = [:])
     /// Not applied: `conflicts` names the concurrent fields, `current` holds the server's values.
     case rejected(id: EventID, conflicts: [String], current: [String: FieldState])
 
     public var id: EventID {
         switch self {
-        case .applied(let id, _, _), .duplicate(let id, _), .rejected(let id, _, _): return id
+        case .applied(let id, _, _), .duplicate(let id, _, _), .rejected(let id, _, _): return id
         }
     }
 }

@@ -23,6 +23,9 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
             case storage = "storage"
             case storeClosed = "store_closed"
             case clock = "clock"
+            case batchTooLarge = "batch_too_large"
+            case invalidCursor = "invalid_cursor"
+            case resyncRequired = "resync_required"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -59,6 +62,12 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let storeClosed = Code(.storeClosed)
         /// A clock value is out of range (an HLC whose counter or time overflowed).
         public static let clock = Code(.clock)
+        /// A push batch with more changes than the server accepts.
+        public static let batchTooLarge = Code(.batchTooLarge)
+        /// A pull cursor beyond the namespace's head.
+        public static let invalidCursor = Code(.invalidCursor)
+        /// The pull cursor is older than the tombstone horizon: the device must pull again from 0.
+        public static let resyncRequired = Code(.resyncRequired)
 
         public var description: String { base.rawValue }
     }
