@@ -60,6 +60,11 @@ let package = Package(
 
         .testTarget(name: "SynclineTests", dependencies: ["Syncline", "SynclineTesting"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "SynclinePipelineTests",
+            dependencies: ["Syncline", "SynclineSQLite", "SynclineLevelDB", "SynclineTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "SynclineStoreTests",
             dependencies: [
                 "Syncline", "SynclineSQLite", "SynclineLevelDB", "SynclineTesting", "CSQLite", "syncline-crash-writer",

@@ -63,6 +63,10 @@ public actor InMemorySyncServer {
             }
             if case .applied(_, let seq, let fields) = outcome.result {
                 state.remember(change.id, seq: seq, fields: fields, window: configuration.idempotencyWindow)
+                state.applications[change.id, default: 0] += 1
+                if !outcome.lost.isEmpty { state.losses[change.id] = outcome.lost }
+            } else if case .rejected(_, let conflicts, _) = outcome.result {
+                state.losses[change.id] = conflicts
             }
             results.append(outcome.result)
         }
@@ -143,6 +147,13 @@ public actor InMemorySyncServer {
     /// Every record the namespace holds, deleted ones included, by key.
     public func records(namespace: Namespace) -> [RecordKey: ServerRecord] { namespaces[namespace]?.records ?? [:] }
 
+    /// How many times each event id was applied (for tests of idempotence: every count is 1).
+    public func applications(namespace: Namespace) -> [EventID: Int] { namespaces[namespace]?.applications ?? [:] }
+
+    /// The changes that lost on some fields (lww) or were rejected, with those fields: the
+    /// ground truth for "every lost write is reported once".
+    public func losses(namespace: Namespace) -> [EventID: [String]] { namespaces[namespace]?.losses ?? [:] }
+
     /// Forgets tombstones written at or before `seq`; devices whose cursor is older must resync.
     public func purgeTombstones(namespace: Namespace, through seq: UInt64) {
         guard var state = namespaces[namespace] else { return }
@@ -167,6 +178,9 @@ private struct NamespaceState {
     var applied: [EventID: (seq: UInt64, fields: [String: FieldState])] = [:]
     var appliedOrder: [EventID] = []
     var appliedStart = 0
+    /// Bookkeeping for tests (a reference server, not a production one).
+    var applications: [EventID: Int] = [:]
+    var losses: [EventID: [String]] = [:]
 
     mutating func store(_ record: ServerRecord) {
         if let previous = records[record.key], previous.seq != record.seq { keyAtSeq[previous.seq] = nil }

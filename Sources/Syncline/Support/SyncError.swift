@@ -26,6 +26,11 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
             case batchTooLarge = "batch_too_large"
             case invalidCursor = "invalid_cursor"
             case resyncRequired = "resync_required"
+            case transportUnavailable = "transport_unavailable"
+            case unauthorized = "unauthorized"
+            case invalidPage = "invalid_page"
+            case notFound = "not_found"
+            case clientStopped = "client_stopped"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -68,6 +73,16 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let invalidCursor = Code(.invalidCursor)
         /// The pull cursor is older than the tombstone horizon: the device must pull again from 0.
         public static let resyncRequired = Code(.resyncRequired)
+        /// The server could not be reached, or its answer was lost: retried with backoff.
+        public static let transportUnavailable = Code(.transportUnavailable)
+        /// The token was refused.
+        public static let unauthorized = Code(.unauthorized)
+        /// A pull page that cannot be applied (seq going backwards, entries before the cursor).
+        public static let invalidPage = Code(.invalidPage)
+        /// No such record or conflict.
+        public static let notFound = Code(.notFound)
+        /// The client was stopped.
+        public static let clientStopped = Code(.clientStopped)
 
         public var description: String { base.rawValue }
     }

@@ -1,0 +1,399 @@
+/// A local write, before it is stamped.
+package enum Mutation: Sendable {
+    /// Sets `fields` on the record (creating it); with `replace`, fields the record has but
+    /// `fields` lacks are set to null (a whole-model upsert).
+    case upsert(key: RecordKey, fields: [String: Value], replace: Bool, priority: Priority, mode: ConflictMode)
+    case delete(key: RecordKey, priority: Priority, mode: ConflictMode)
+
+    var key: RecordKey {
+        switch self {
+        case .upsert(let key, _, _, _, _), .delete(let key, _, _): return key
+        }
+    }
+}
+
+/// What committing one mutation did: the change queued (nil when it changed nothing) and the
+/// record as the app now sees it.
+package struct MutationOutcome: Sendable {
+    package var change: Change?
+    package var record: RecordState?
+}
+
+/// What applying a push response did.
+package struct AckOutcome: Sendable {
+    package var acknowledged = 0
+    package var detected: [ConflictReport] = []
+    package var resolved: [ConflictReport] = []
+    package var changedKeys: [RecordKey] = []
+}
+
+/// The single owner of the device's store (DESIGN §3): every read and write of records, outbox,
+/// cursor and conflicts goes through this actor, one transaction per step.
+package actor LocalStore {
+    package let store: any SyncStore
+    package let limits: Limits
+    private var clock: HybridClock
+    private var ids = EventIDGenerator()
+    private let wallClock: @Sendable () -> UInt64
+
+    package init(store: any SyncStore, limits: Limits = .default, wallClock: @escaping @Sendable () -> UInt64) throws {
+        self.store = store
+        self.limits = limits
+        self.wallClock = wallClock
+        let device = try store.write { tx -> DeviceMetadata in
+            if let device = try tx.deviceMetadata() { return device }
+            var random = SystemRandomNumberGenerator()
+            let created = DeviceMetadata(deviceID: random.next() | 1, lastHLC: .zero)
+            try tx.setDeviceMetadata(created)
+            return created
+        }
+        clock = HybridClock(node: device.deviceID, last: device.lastHLC)
+    }
+
+    package var deviceID: UInt64 { clock.node }
+
+    // MARK: Local writes
+
+    /// Commits mutations in one transaction (group commit). A mutation that fails on its own (too
+    /// large, say) fails alone: the group is retried one by one.
+    package func commit(_ mutations: [Mutation]) -> [Result<MutationOutcome, SyncError>] {
+        do {
+            let outcomes = try commitAll(mutations)
+            return outcomes.map { .success($0) }
+        } catch {
+            guard mutations.count > 1 else { return [.failure(Self.syncError(error))] }
+            return mutations.map { mutation in
+                do {
+                    return .success(try commitAll([mutation])[0])
+                } catch {
+                    return .failure(Self.syncError(error))
+                }
+            }
+        }
+    }
+
+    private func commitAll(_ mutations: [Mutation]) throws -> [MutationOutcome] {
+        var stamped: [(Mutation, HLC, EventID)] = []
+        let clockBefore = clock
+        for mutation in mutations {
+            let now = wallClock()
+            stamped.append((mutation, try clock.now(wallMillis: now), ids.next(wallMillis: now)))
+        }
+        let limits = self.limits
+        let device = DeviceMetadata(deviceID: clock.node, lastHLC: clock.last)
+        do {
+            return try store.write { tx in
+                let outcomes = try stamped.map { mutation, hlc, id in try Self.apply(mutation, hlc: hlc, id: id, limits: limits, tx) }
+                try tx.setDeviceMetadata(device)
+                return outcomes
+            }
+        } catch {
+            clock = clockBefore
+            throw error
+        }
+    }
+
+    private static func apply(
+        _ mutation: Mutation, hlc: HLC, id: EventID, limits: Limits, _ tx: any StoreWriter
+    ) throws -> MutationOutcome {
+        let key = mutation.key
+        var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
+        switch mutation {
+        case .upsert(_, let fields, let replace, let priority, let mode):
+            let visible = record.visibleFields
+            var delta = fields.filter { visible[$0.key] != $0.value }
+            if replace {
+                for name in visible.keys where fields[name] == nil && visible[name] != .null { delta[name] = .null }
+            }
+            let exists = !record.isDeleted && (record.seq > 0 || !record.fields.isEmpty || !record.pendingFields.isEmpty)
+            if delta.isEmpty && exists { return MutationOutcome(change: nil, record: record) }
+            let change = Change(
+                id: id, collection: key.collection, record: key.id, operation: .upsert, fields: delta, hlc: hlc,
+                base: record.seq, mode: mode
+            )
+            try change.validate(limits)
+            if let deletedLocally = record.pendingDelete {
+                // Re-created after a local delete not yet confirmed: only the new fields are visible.
+                record.fields = [:]
+                record.tombstone = deletedLocally
+                record.pendingDelete = nil
+            }
+            for (name, value) in delta { record.pendingFields[name] = FieldState(value: value, hlc: hlc, seq: 0) }
+            try tx.putRecord(record)
+            try tx.enqueue(change, priority: priority)
+            return MutationOutcome(change: change, record: record)
+        case .delete(_, let priority, let mode):
+            let exists = !record.isDeleted && (record.seq > 0 || !record.fields.isEmpty || !record.pendingFields.isEmpty)
+            guard exists else { return MutationOutcome(change: nil, record: nil) }
+            let change = Change(
+                id: id, collection: key.collection, record: key.id, operation: .delete, hlc: hlc, base: record.seq,
+                mode: mode
+            )
+            record.pendingFields = [:]
+            record.pendingDelete = hlc
+            try tx.putRecord(record)
+            try tx.enqueue(change, priority: priority)
+            return MutationOutcome(change: change, record: nil)
+        }
+    }
+
+    // MARK: Reads
+
+    package func record(_ key: RecordKey) throws -> RecordState? {
+        try store.read { tx in try tx.record(key) }
+    }
+
+    package func records(in collection: CollectionName) throws -> [RecordState] {
+        try store.read { tx in try tx.records(in: collection) }
+    }
+
+    package func pendingCount() throws -> Int { try store.read { tx in try tx.outboxCount() } }
+
+    package func pullCursor() throws -> UInt64 { try store.read { tx in try tx.pullCursor() } }
+
+    package func conflicts() throws -> [StoredConflict] { try store.read { tx in try tx.conflicts() } }
+
+    // MARK: Outbox
+
+    /// The next batch in drain order, cut by count and encoded bytes, marked as sent.
+    package func nextBatch(maxChanges: Int, maxBytes: Int) throws -> [OutboxEntry] {
+        try store.write { tx in
+            var batch: [OutboxEntry] = []
+            var bytes = 0
+            for entry in try tx.outbox(limit: maxChanges) {
+                let size = Self.estimatedSize(entry.change)
+                if !batch.isEmpty && bytes + size > maxBytes { break }
+                batch.append(entry)
+                bytes += size
+            }
+            try tx.markSent(batch.filter { !$0.sent }.map(\.seq))
+            return batch
+        }
+    }
+
+    static func estimatedSize(_ change: Change) -> Int {
+        var writer = BinaryWriter(capacity: 128)
+        writer.write(change)
+        return writer.bytes.count
+    }
+
+    // MARK: Acknowledgements
+
+    /// Applies the server's answers to a pushed batch: confirms applied changes, reports lost
+    /// writes, and runs each collection's policy on rejected ones.
+    package func applyPushResponse(
+        _ entries: [OutboxEntry], _ response: PushResponse, policy: @Sendable (CollectionName) -> ConflictPolicy
+    ) throws -> AckOutcome {
+        guard response.results.count == entries.count,
+            zip(entries, response.results).allSatisfy({ $0.change.id == $1.id })
+        else {
+            throw SyncError(
+                .invalidPage,
+                "the push response has \(response.results.count) results for \(entries.count) changes, or in another order"
+            )
+        }
+        let now = wallClock()
+        var clock = self.clock
+        var ids = self.ids
+        try clock.receive(HLC(packed: min(response.serverTime, HLC.maxWallMillis) << 16, node: 0), wallMillis: now)
+        let outcome = try store.write { tx -> AckOutcome in
+            var outcome = AckOutcome()
+            for (entry, result) in zip(entries, response.results) {
+                try Self.acknowledge(entry, result, policy: policy(entry.change.collection), clock: &clock, ids: &ids, now: now, tx, &outcome)
+            }
+            try tx.setDeviceMetadata(DeviceMetadata(deviceID: clock.node, lastHLC: clock.last))
+            return outcome
+        }
+        self.clock = clock
+        self.ids = ids
+        return outcome
+    }
+
+    private static func acknowledge(
+        _ entry: OutboxEntry, _ result: PushResult, policy: ConflictPolicy, clock: inout HybridClock,
+        ids: inout EventIDGenerator, now: UInt64, _ tx: any StoreWriter, _ outcome: inout AckOutcome
+    ) throws {
+        let change = entry.change
+        let key = change.key
+        try tx.removeOutboxEntries([entry.seq])
+        outcome.acknowledged += 1
+        var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
+        switch result {
+        case .applied(_, _, let fields), .duplicate(_, _, let fields):
+            for (name, state) in fields where state.seq >= (record.fields[name]?.seq ?? 0) {
+                record.fields[name] = state
+            }
+            var lost: [String]
+            if change.operation == .upsert {
+                if !fields.isEmpty { record.tombstone = nil }
+                lost = change.fields.keys.filter { fields[$0]?.hlc != change.hlc }.sorted()
+                for name in change.fields.keys where record.pendingFields[name]?.hlc == change.hlc {
+                    record.pendingFields[name] = nil
+                }
+            } else {
+                if fields.isEmpty {
+                    record.fields = [:]
+                    record.tombstone = max(record.tombstone ?? change.hlc, change.hlc)
+                } else {
+                    record.fields = record.fields.filter { fields[$0.key] != nil }
+                    record.tombstone = nil
+                }
+                lost = fields.keys.sorted()
+                if record.pendingDelete == change.hlc { record.pendingDelete = nil }
+            }
+            if !lost.isEmpty {
+                outcome.detected.append(
+                    ConflictReport(
+                        changeID: change.id, key: key, fields: lost, policy: policy.name,
+                        local: change.fields.filter { lost.contains($0.key) }, server: fields.filter { lost.contains($0.key) }.mapValues(\.value)
+                    )
+                )
+            }
+        case .rejected(_, let conflicts, let current):
+            for (name, state) in current where state.seq >= (record.fields[name]?.seq ?? 0) {
+                record.fields[name] = state
+            }
+            let report = ConflictReport(
+                changeID: change.id, key: key, fields: conflicts, policy: policy.name,
+                local: change.fields.filter { conflicts.contains($0.key) }, server: current.mapValues(\.value)
+            )
+            outcome.detected.append(report)
+            switch policy {
+            case .manual:
+                record.conflicted = true
+                try tx.putConflict(
+                    StoredConflict(
+                        id: change.id, collection: key.collection, record: key.id, fieldNames: conflicts,
+                        local: change.fields, server: current, detected: try clock.now(wallMillis: now)
+                    )
+                )
+            case .merge(let resolver) where change.operation == .upsert:
+                let merged = resolver(report.local, report.server)
+                var fields = change.fields
+                for (name, value) in merged { fields[name] = value }
+                let hlc = try clock.now(wallMillis: now)
+                let base = max(record.seq, current.values.map(\.seq).max() ?? 0)
+                let retry = Change(
+                    id: ids.next(wallMillis: now), collection: key.collection, record: key.id, operation: .upsert,
+                    fields: fields, hlc: hlc, base: base, mode: .reject
+                )
+                for name in change.fields.keys where record.pendingFields[name]?.hlc == change.hlc {
+                    record.pendingFields[name] = nil
+                }
+                for (name, value) in fields where record.pendingFields[name] == nil {
+                    record.pendingFields[name] = FieldState(value: value, hlc: hlc, seq: 0)
+                }
+                try tx.enqueue(retry, priority: entry.priority)
+                outcome.resolved.append(report)
+            default:
+                // serverWins (and a rejected delete under merge): the local edit is dropped.
+                for name in change.fields.keys where record.pendingFields[name]?.hlc == change.hlc {
+                    record.pendingFields[name] = nil
+                }
+                if record.pendingDelete == change.hlc { record.pendingDelete = nil }
+                outcome.resolved.append(report)
+            }
+        }
+        try tx.putRecord(record)
+        outcome.changedKeys.append(key)
+    }
+
+    // MARK: Remote pages
+
+    /// Applies a page of remote changes and its cursor in one transaction.
+    /// - Throws: ``SyncError`` `.invalidPage` (nothing applied) when the page goes backwards.
+    package func applyPage(_ page: PullPage, after cursor: UInt64) throws -> [RecordKey] {
+        var previous = cursor
+        for change in page.changes {
+            guard change.seq > previous else {
+                throw SyncError(
+                    .invalidPage,
+                    "entry \(change.collection)/\(change.record) has seq \(change.seq), not after \(previous): the page is not applied"
+                )
+            }
+            previous = change.seq
+        }
+        guard page.cursor >= previous, page.cursor >= cursor, page.head >= page.cursor else {
+            throw SyncError(
+                .invalidPage,
+                "page cursor \(page.cursor) (head \(page.head)) is behind its entries or the device's cursor \(cursor)"
+            )
+        }
+        var clock = self.clock
+        let now = wallClock()
+        for change in page.changes {
+            for field in change.fields.values { try clock.receive(field.hlc, wallMillis: now) }
+            if let hlc = change.hlc { try clock.receive(hlc, wallMillis: now) }
+        }
+        let device = DeviceMetadata(deviceID: clock.node, lastHLC: clock.last)
+        try store.write { tx in
+            for change in page.changes {
+                let key = RecordKey(collection: change.collection, id: change.record)
+                var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
+                if change.deleted {
+                    record.fields = [:]
+                    record.tombstone = change.hlc ?? .zero
+                } else {
+                    if change.reset { record.fields = [:] }
+                    for (name, state) in change.fields where state.seq >= (record.fields[name]?.seq ?? 0) {
+                        record.fields[name] = state
+                    }
+                    record.tombstone = nil
+                }
+                record.seq = max(record.seq, change.seq)
+                try tx.putRecord(record)
+            }
+            try tx.setPullCursor(page.cursor)
+            try tx.setDeviceMetadata(device)
+        }
+        self.clock = clock
+        return page.changes.map { RecordKey(collection: $0.collection, id: $0.record) }
+    }
+
+    /// Forgets the cursor so the next pull starts from a snapshot (after a `resyncRequired`).
+    package func resetCursor() throws {
+        try store.write { tx in try tx.setPullCursor(0) }
+    }
+
+    // MARK: Manual conflicts
+
+    /// Resolves a stored conflict: `values` are pushed as a new edit (nil drops the local edit).
+    package func resolveConflict(_ id: EventID, with values: [String: Value]?, priority: Priority) throws -> ConflictReport {
+        let now = wallClock()
+        var clock = self.clock
+        var ids = self.ids
+        let report = try store.write { tx -> ConflictReport in
+            guard let conflict = try tx.conflict(id) else {
+                throw SyncError(.notFound, "no unresolved conflict has the id \(id)")
+            }
+            try tx.removeConflict(id)
+            var record = try tx.record(conflict.key) ?? RecordState(collection: conflict.collection, id: conflict.record)
+            for name in conflict.local.keys { record.pendingFields[name] = nil }
+            record.conflicted = try tx.conflicts().contains { $0.key == conflict.key }
+            if let values, !values.isEmpty {
+                let hlc = try clock.now(wallMillis: now)
+                let base = max(record.seq, conflict.server.values.map(\.seq).max() ?? 0)
+                let change = Change(
+                    id: ids.next(wallMillis: now), collection: conflict.collection, record: conflict.record,
+                    operation: .upsert, fields: values, hlc: hlc, base: base, mode: .reject
+                )
+                try change.validate(limits)
+                for (name, value) in values { record.pendingFields[name] = FieldState(value: value, hlc: hlc, seq: 0) }
+                try tx.enqueue(change, priority: priority)
+            }
+            try tx.putRecord(record)
+            try tx.setDeviceMetadata(DeviceMetadata(deviceID: clock.node, lastHLC: clock.last))
+            return ConflictReport(
+                changeID: id, key: conflict.key, fields: conflict.fieldNames, policy: ConflictPolicy.manual.name,
+                local: values ?? [:], server: conflict.server.mapValues(\.value)
+            )
+        }
+        self.clock = clock
+        self.ids = ids
+        return report
+    }
+
+    static func syncError(_ error: any Error) -> SyncError {
+        (error as? SyncError) ?? SyncError(.storage, "\(error)")
+    }
+}

@@ -1,0 +1,120 @@
+/// Drains the durable outbox to the transport in batches (DESIGN §3): higher priorities first,
+/// per-record order kept, each batch cut by count and bytes; hands the server's answers to the
+/// reconciler. A failed push is retried with exponential backoff and jitter.
+package actor Outbox {
+    package struct Configuration: Sendable {
+        /// Changes per batch. Default 500.
+        package var maxBatchChanges = 500
+        /// Encoded bytes per batch. Default 1 MiB.
+        package var maxBatchBytes = 1 << 20
+        /// Attempts of one batch inside one `sync()` before giving up until the next. Default 5.
+        package var attempts = 5
+        /// Backoff after the first failure, doubled each time, jittered, capped. Defaults 50 ms and 5 s.
+        package var initialBackoff: Duration = .milliseconds(50)
+        package var maxBackoff: Duration = .seconds(5)
+    }
+
+    private let local: LocalStore
+    private let transport: any SyncTransport
+    private let bus: EventBus
+    private let configuration: Configuration
+    private var random = SystemRandomNumberGenerator()
+
+    package init(local: LocalStore, transport: any SyncTransport, bus: EventBus, configuration: Configuration) {
+        self.local = local
+        self.transport = transport
+        self.bus = bus
+        self.configuration = configuration
+    }
+
+    /// Pushes until the outbox is empty.
+    /// - Throws: the last transport error when a batch failed every attempt.
+    package func drain(policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats) async throws {
+        let total = try await local.pendingCount()
+        var done = 0
+        var bytesDone = 0
+        while true {
+            let entries = try await local.nextBatch(maxChanges: configuration.maxBatchChanges, maxBytes: configuration.maxBatchBytes)
+            if entries.isEmpty { return }
+            let batch = ChangeBatch(changes: entries.map(\.change))
+            let bytes = BinaryCodec.encode(batch).count
+            let response = try await pushWithRetry(batch, stats: &stats)
+            let outcome = try await local.applyPushResponse(entries, response, policy: policy)
+            done += outcome.acknowledged
+            bytesDone += bytes
+            stats.pushed += outcome.acknowledged
+            stats.bytesUp += bytes
+            stats.conflicts += outcome.detected.count
+            stats.resolved += outcome.resolved.count
+            for report in outcome.detected { bus.emit(.conflictDetected(report)) }
+            for report in outcome.resolved { bus.emit(.conflictResolved(report)) }
+            bus.emit(.pushProgress(done: done, total: max(total, done), bytesDone: bytesDone, bytesTotal: bytesDone))
+            if !outcome.changedKeys.isEmpty { bus.emit(.recordsChanged(outcome.changedKeys, origin: .remote)) }
+        }
+    }
+
+    private func pushWithRetry(_ batch: ChangeBatch, stats: inout SyncStats) async throws -> PushResponse {
+        var delay = configuration.initialBackoff
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await transport.push(batch)
+            } catch {
+                stats.errors += 1
+                let syncError = LocalStore.syncError(error)
+                bus.emit(.error(SyncErrorEvent(error: syncError, key: nil, changeID: batch.changes.first?.id)))
+                guard attempt < configuration.attempts, !Task.isCancelled else { throw syncError }
+                let jitter = Double.random(in: 0.5...1.0, using: &random)
+                try await Task.sleep(for: delay * jitter)
+                delay = min(delay * 2, configuration.maxBackoff)
+            }
+        }
+    }
+}
+
+/// Pulls remote changes page by page and applies each page with its cursor in one transaction.
+package actor Reconciler {
+    private let local: LocalStore
+    private let transport: any SyncTransport
+    private let bus: EventBus
+    private let pageSize: Int
+
+    package init(local: LocalStore, transport: any SyncTransport, bus: EventBus, pageSize: Int) {
+        self.local = local
+        self.transport = transport
+        self.bus = bus
+        self.pageSize = pageSize
+    }
+
+    /// Pulls until the server says nothing is left.
+    package func pullAll(stats: inout SyncStats) async throws {
+        var done = 0
+        var resyncs = 0
+        while true {
+            let cursor = try await local.pullCursor()
+            let page: PullPage
+            do {
+                page = try await transport.pull(after: cursor, limit: pageSize)
+            } catch let error as SyncError where error.code == .resyncRequired && resyncs == 0 {
+                resyncs += 1
+                try await local.resetCursor()
+                continue
+            }
+            let keys: [RecordKey]
+            do {
+                keys = try await local.applyPage(page, after: cursor)
+            } catch let error as SyncError where error.code == .invalidPage {
+                stats.errors += 1
+                bus.emit(.error(SyncErrorEvent(error: error, key: nil, changeID: nil)))
+                throw error
+            }
+            done += page.changes.count
+            stats.pulled += page.changes.count
+            stats.bytesDown += BinaryCodec.encode(page).count
+            bus.emit(.pullProgress(done: done, total: done + Int(clamping: page.remaining)))
+            if !keys.isEmpty { bus.emit(.recordsChanged(keys, origin: .remote)) }
+            if !page.hasMore { return }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+import Synchronization
+
+/// The façade of the client pipeline (DESIGN §3): Ingest → LocalStore → Outbox → Transport →
+/// Reconciler, with an event bus.
+///
+/// ```swift
+/// let client = try SyncClient(namespace: Namespace("alice"), store: SQLiteStore(path: "alice.db"),
+///                             transport: transport)
+/// let todos = client.collection(Todo.self, named: "todos", conflicts: .lastWriterWins)
+/// try await todos.upsert(todo, priority: .high)
+/// try await todos.update(id: "1") { $0.done = true }     // sends only `done`
+/// let stats = try await client.sync()                      // one full push + pull now
+/// ```
+public final class SyncClient: Sendable {
+    public struct Configuration: Sendable {
+        /// Changes per pushed batch. Default 500.
+        public var maxBatchChanges: Int
+        /// Encoded bytes per pushed batch. Default 1 MiB.
+        public var maxBatchBytes: Int
+        /// Entries per pulled page. Default 500.
+        public var pageSize: Int
+        /// Push attempts per batch inside one `sync()`. Default 5.
+        public var pushAttempts: Int
+        /// Backoff between attempts: from `initialBackoff`, doubled, jittered, capped at `maxBackoff`.
+        public var initialBackoff: Duration
+        public var maxBackoff: Duration
+        /// Size limits on local writes.
+        public var limits: Limits
+        /// Events buffered per subscriber before the oldest are dropped. Default 256.
+        public var eventBufferSize: Int
+        /// Unix milliseconds (injected so tests control time).
+        public var wallClock: @Sendable () -> UInt64
+
+        public init(
+            maxBatchChanges: Int = 500, maxBatchBytes: Int = 1 << 20, pageSize: Int = 500, pushAttempts: Int = 5,
+            initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(5), limits: Limits = .default,
+            eventBufferSize: Int = 256, wallClock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() }
+        ) {
+            self.maxBatchChanges = maxBatchChanges
+            self.maxBatchBytes = maxBatchBytes
+            self.pageSize = pageSize
+            self.pushAttempts = pushAttempts
+            self.initialBackoff = initialBackoff
+            self.maxBackoff = maxBackoff
+            self.limits = limits
+            self.eventBufferSize = eventBufferSize
+            self.wallClock = wallClock
+        }
+    }
+
+    public let namespace: Namespace
+    public let configuration: Configuration
+    package let local: LocalStore
+    package let ingest: Ingest
+    private let outbox: Outbox
+    private let reconciler: Reconciler
+    private let bus: EventBus
+    private let policies = Mutex<[CollectionName: ConflictPolicy]>([:])
+    private let syncGate = SyncGate()
+
+    /// Opens the pipeline over a store and a transport. Local reads and writes work at once,
+    /// online or not; `sync()` exchanges changes with the server.
+    public init(
+        namespace: Namespace, store: any SyncStore, transport: any SyncTransport,
+        configuration: Configuration = Configuration()
+    ) throws {
+        self.namespace = namespace
+        self.configuration = configuration
+        bus = EventBus(bufferSize: configuration.eventBufferSize)
+        local = try LocalStore(store: store, limits: configuration.limits, wallClock: configuration.wallClock)
+        ingest = Ingest(local: local)
+        var outboxConfiguration = Outbox.Configuration()
+        outboxConfiguration.maxBatchChanges = configuration.maxBatchChanges
+        outboxConfiguration.maxBatchBytes = configuration.maxBatchBytes
+        outboxConfiguration.attempts = configuration.pushAttempts
+        outboxConfiguration.initialBackoff = configuration.initialBackoff
+        outboxConfiguration.maxBackoff = configuration.maxBackoff
+        outbox = Outbox(local: local, transport: transport, bus: bus, configuration: outboxConfiguration)
+        reconciler = Reconciler(local: local, transport: transport, bus: bus, pageSize: configuration.pageSize)
+    }
+
+    /// A new subscription to the event bus.
+    public var events: AsyncStream<SyncEvent> { bus.subscribe() }
+
+    /// The device's id (the node of its HLCs).
+    public var deviceID: UInt64 { get async { await local.deviceID } }
+
+    // MARK: Collections and policies
+
+    /// A typed view of one collection; registers its conflict policy.
+    public func collection<Model: Codable & Identifiable & Sendable>(
+        _ type: Model.Type, named name: String, conflicts: ConflictPolicy = .lastWriterWins,
+        defaultPriority: Priority = .normal
+    ) throws -> SyncCollection<Model> {
+        let collection = try CollectionName(name)
+        setPolicy(conflicts, for: collection)
+        return SyncCollection(client: self, name: collection, policy: conflicts, defaultPriority: defaultPriority)
+    }
+
+    public func setPolicy(_ policy: ConflictPolicy, for collection: CollectionName) {
+        policies.withLock { $0[collection] = policy }
+    }
+
+    public func policy(for collection: CollectionName) -> ConflictPolicy {
+        policies.withLock { $0[collection] } ?? .lastWriterWins
+    }
+
+    // MARK: Untyped access
+
+    /// Sets fields of a record (creating it). Only the fields whose value changes are sent.
+    /// - Throws: ``SyncError`` for invalid names or oversized values; nothing is written then.
+    @discardableResult
+    public func upsert(
+        _ key: RecordKey, fields: [String: Value], replacing: Bool = false, priority: Priority = .normal
+    ) async throws -> Change? {
+        let mode = policy(for: key.collection).mode
+        let outcome = try await ingest.submit(.upsert(key: key, fields: fields, replace: replacing, priority: priority, mode: mode))
+        if outcome.change != nil { bus.emit(.recordsChanged([key], origin: .local)) }
+        return outcome.change
+    }
+
+    /// Deletes a record. Deleting a record that does not exist does nothing.
+    @discardableResult
+    public func delete(_ key: RecordKey, priority: Priority = .normal) async throws -> Change? {
+        let mode = policy(for: key.collection).mode
+        let outcome = try await ingest.submit(.delete(key: key, priority: priority, mode: mode))
+        if outcome.change != nil { bus.emit(.recordsChanged([key], origin: .local)) }
+        return outcome.change
+    }
+
+    /// The record's visible fields, or nil when it does not exist or is deleted.
+    public func fields(of key: RecordKey) async throws -> [String: Value]? {
+        guard let record = try await local.record(key), !record.isDeleted else { return nil }
+        let visible = record.visibleFields
+        return visible.isEmpty && record.seq == 0 && record.pendingFields.isEmpty ? nil : visible
+    }
+
+    /// The raw record state, pending writes included.
+    public func record(_ key: RecordKey) async throws -> RecordState? { try await local.record(key) }
+
+    /// Visible records of a collection, by id.
+    public func visibleRecords(in collection: CollectionName) async throws -> [RecordID: [String: Value]] {
+        var result: [RecordID: [String: Value]] = [:]
+        for record in try await local.records(in: collection) where !record.isDeleted {
+            if record.seq == 0 && record.fields.isEmpty && record.pendingFields.isEmpty { continue }
+            result[record.id] = record.visibleFields
+        }
+        return result
+    }
+
+    // MARK: Sync
+
+    /// One full push then pull, now. Concurrent calls run one after the other.
+    /// - Returns: what it did.
+    /// - Throws: the transport's error when the server cannot be reached (the changes stay queued).
+    @discardableResult
+    public func sync() async throws -> SyncStats {
+        try await syncGate.run {
+            let clock = ContinuousClock()
+            let start = clock.now
+            var stats = SyncStats()
+            bus.emit(.syncStarted)
+            let policies = self.policies.withLock { $0 }
+            let policy: @Sendable (CollectionName) -> ConflictPolicy = { policies[$0] ?? .lastWriterWins }
+            do {
+                try await outbox.drain(policy: policy, stats: &stats)
+                try await reconciler.pullAll(stats: &stats)
+                // Answers to merges queued while pulling go out at once.
+                if try await local.pendingCount() > 0 { try await outbox.drain(policy: policy, stats: &stats) }
+                bus.emit(.connectivity(.online))
+            } catch {
+                stats.duration = clock.now - start
+                let syncError = LocalStore.syncError(error)
+                if syncError.code == .transportUnavailable { bus.emit(.connectivity(.offline)) }
+                bus.emit(.syncFinished(stats))
+                throw syncError
+            }
+            stats.duration = clock.now - start
+            bus.emit(.syncFinished(stats))
+            return stats
+        }
+    }
+
+    /// Changes waiting in the outbox.
+    public func pendingCount() async throws -> Int { try await local.pendingCount() }
+
+    // MARK: Manual conflicts
+
+    /// Conflicts kept by the `manual` policy, across restarts.
+    public func conflicts() async throws -> [StoredConflict] { try await local.conflicts() }
+
+    /// Resolves a kept conflict: `values` are pushed as a new edit; nil keeps the server's values.
+    public func resolveConflict(_ id: EventID, with values: [String: Value]?, priority: Priority = .normal) async throws {
+        let report = try await local.resolveConflict(id, with: values, priority: priority)
+        bus.emit(.conflictResolved(report))
+        bus.emit(.recordsChanged([report.key], origin: .local))
+    }
+
+    /// Ends every subscription. Writes already acknowledged are in the store.
+    public func close() { bus.finish() }
+}
+
+/// Runs one operation at a time, in call order.
+actor SyncGate {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func run<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        if busy {
+            await withCheckedContinuation { waiters.append($0) }
+        }
+        busy = true
+        defer {
+            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+        }
+        return try await body()
+    }
+}

@@ -1,0 +1,99 @@
+import Synchronization
+
+/// Something that happened in the pipeline, for the app's UI and logs.
+public enum SyncEvent: Sendable {
+    case syncStarted
+    case syncFinished(SyncStats)
+    /// Changes pushed so far out of the outbox's size when the push began.
+    case pushProgress(done: Int, total: Int, bytesDone: Int, bytesTotal: Int)
+    /// Entries pulled so far out of what the server said remained.
+    case pullProgress(done: Int, total: Int)
+    case connectivity(Connectivity)
+    case conflictDetected(ConflictReport)
+    case conflictResolved(ConflictReport)
+    /// Nothing drained for the configured time while changes were pending.
+    case outboxStalled(reason: String)
+    case error(SyncErrorEvent)
+    /// Records whose visible state changed, by a local write or a remote one.
+    case recordsChanged([RecordKey], origin: ChangeOrigin)
+}
+
+public enum ChangeOrigin: Sendable, Hashable {
+    case local
+    case remote
+}
+
+public enum Connectivity: Sendable, Hashable {
+    case online
+    case offline
+}
+
+/// A conflict in which a local write did not (entirely) win.
+public struct ConflictReport: Sendable, Hashable {
+    /// The id of the local change that met the conflict.
+    public var changeID: EventID
+    public var key: RecordKey
+    /// The fields in conflict.
+    public var fields: [String]
+    /// The policy that handled it (its name).
+    public var policy: String
+    /// What this device wrote for those fields.
+    public var local: [String: Value]
+    /// What the server holds for them (empty when the record is deleted there).
+    public var server: [String: Value]
+}
+
+/// An error with the record and change it concerns, when known.
+public struct SyncErrorEvent: Sendable {
+    public var error: SyncError
+    public var key: RecordKey?
+    public var changeID: EventID?
+}
+
+/// What one `sync()` did.
+public struct SyncStats: Sendable, Hashable {
+    public var pushed = 0
+    public var pulled = 0
+    public var conflicts = 0
+    public var resolved = 0
+    public var errors = 0
+    public var bytesUp = 0
+    public var bytesDown = 0
+    public var duration: Duration = .zero
+
+    public init() {}
+}
+
+/// Delivers events to any number of subscribers, each with a bounded buffer: a subscriber that
+/// does not keep up loses its oldest undelivered events, never blocks the pipeline.
+public final class EventBus: Sendable {
+    private let subscribers = Mutex<[Int: AsyncStream<SyncEvent>.Continuation]>([:])
+    private let nextID = Atomic<Int>(0)
+    public let bufferSize: Int
+
+    public init(bufferSize: Int = 256) { self.bufferSize = bufferSize }
+
+    /// A new subscription; it ends when the stream is dropped or the bus finishes.
+    public func subscribe() -> AsyncStream<SyncEvent> {
+        let (stream, continuation) = AsyncStream<SyncEvent>.makeStream(bufferingPolicy: .bufferingNewest(bufferSize))
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        subscribers.withLock { $0[id] = continuation }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.subscribers.withLock { $0.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    public func emit(_ event: SyncEvent) {
+        let current = subscribers.withLock { Array($0.values) }
+        for continuation in current { continuation.yield(event) }
+    }
+
+    public func finish() {
+        let current = subscribers.withLock { subscribers in
+            defer { subscribers.removeAll() }
+            return Array(subscribers.values)
+        }
+        for continuation in current { continuation.finish() }
+    }
+}

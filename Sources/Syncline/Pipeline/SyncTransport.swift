@@ -1,0 +1,14 @@
+/// How changes travel between a device and a server (DESIGN §3): push a batch, pull a page, and
+/// hear about new commits. `InMemoryTransport` talks to an ``InMemorySyncServer``; the network
+/// transports live in `SynclineNetwork`. Any other backend can be plugged in by implementing this.
+///
+/// Errors are ``SyncError``s the outbox classifies: `.transportUnavailable` (retry with backoff),
+/// `.unauthorized` (ask for a new token, then back off), `.resyncRequired` (pull again from 0),
+/// anything else about a whole batch is treated as transient too.
+public protocol SyncTransport: Sendable {
+    func push(_ batch: ChangeBatch) async throws -> PushResponse
+    func pull(after cursor: UInt64, limit: Int) async throws -> PullPage
+    /// The server's head after every commit, for live updates; a transport without a live channel
+    /// returns a stream that finishes at once.
+    func liveHeads() async -> AsyncStream<UInt64>
+}

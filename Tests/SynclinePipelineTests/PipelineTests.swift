@@ -1,0 +1,106 @@
+import Syncline
+import SynclineTesting
+import Testing
+
+struct Todo: Codable, Identifiable, Sendable, Equatable {
+    var id: String
+    var title: String
+    var done: Bool
+    var note: String?
+}
+
+/// Devices on one in-memory server.
+struct Harness {
+    let server = InMemorySyncServer()
+    let namespace = try! Namespace("team")
+
+    func device(_ kind: StoreKind = .inMemory, faults: InMemoryTransport.Faults = .none, seed: UInt64 = 1) throws
+        -> (SyncClient, InMemoryTransport, StoreFixture)
+    {
+        let fixture = try StoreFixture(kind)
+        let transport = InMemoryTransport(server: server, namespace: namespace, faults: faults, seed: seed)
+        let client = try SyncClient(
+            namespace: namespace, store: try fixture.open(), transport: transport,
+            configuration: .init(initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5), eventBufferSize: 100_000)
+        )
+        return (client, transport, fixture)
+    }
+}
+
+@Suite("Pipeline", .timeLimit(.minutes(1)))
+struct PipelineTests {
+    @Test(arguments: StoreKind.allCases)
+    func twoDevicesExchangeChanges(_ kind: StoreKind) async throws {
+        let harness = Harness()
+        let (alice, _, _) = try harness.device(kind)
+        let (bob, _, _) = try harness.device(kind)
+        let aliceTodos = try alice.collection(Todo.self, named: "todos")
+        let bobTodos = try bob.collection(Todo.self, named: "todos")
+
+        try await aliceTodos.upsert(Todo(id: "1", title: "Buy milk", done: false))
+        #expect(try await aliceTodos.get(id: "1")?.title == "Buy milk", "local reads see the write at once")
+        #expect(try await alice.pendingCount() == 1)
+        let pushed = try await alice.sync()
+        #expect(pushed.pushed == 1)
+        #expect(try await alice.pendingCount() == 0)
+
+        let pulled = try await bob.sync()
+        #expect(pulled.pulled == 1)
+        #expect(try await bobTodos.get(id: "1") == Todo(id: "1", title: "Buy milk", done: false))
+
+        // update sends only the changed field.
+        let change = try await bobTodos.update(id: "1") { $0.done = true }
+        #expect(change?.fields == ["done": true])
+        try await bob.sync()
+        try await alice.sync()
+        #expect(try await aliceTodos.get(id: "1")?.done == true)
+
+        try await aliceTodos.delete(id: "1")
+        #expect(try await aliceTodos.get(id: "1") == nil)
+        try await alice.sync()
+        try await bob.sync()
+        #expect(try await bobTodos.all().isEmpty)
+    }
+
+    @Test func invalidInputIsATypedErrorAndWritesNothing() async throws {
+        let harness = Harness()
+        let (client, _, _) = try harness.device()
+        let todos = try client.collection(Todo.self, named: "todos")
+        // Tried: an id longer than 256 bytes.
+        await #expect {
+            try await todos.upsert(Todo(id: String(repeating: "x", count: 300), title: "t", done: false))
+        } throws: { error in
+            (error as? SyncError)?.code == .invalidRecordID
+        }
+        // Tried: a field name starting with $, and a 300 KiB field.
+        let key = Sample.key("r")
+        await #expect(throws: SyncError.self) { try await client.upsert(key, fields: ["$x": 1]) }
+        await #expect {
+            try await client.upsert(key, fields: ["big": .string(String(repeating: "y", count: 300 * 1024))])
+        } throws: { error in
+            (error as? SyncError)?.code == .fieldTooLarge
+        }
+        // Tried: a collection name with a space; a model that is not an object.
+        #expect(throws: SyncError.self) { _ = try client.collection(Todo.self, named: "my todos") }
+        #expect(try await client.pendingCount() == 0)
+        #expect(try await client.fields(of: key) == nil)
+    }
+
+    @Test func concurrentWritersShareTransactions() async throws {
+        let harness = Harness()
+        let (client, _, _) = try harness.device(.sqlite)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<64 {
+                group.addTask {
+                    for round in 0..<5 {
+                        try await client.upsert(Sample.key("w\(writer)-\(round)"), fields: ["v": .int(Int64(round))])
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await client.pendingCount() == 320)
+        let transactions = await client.ingest.transactions
+        #expect(transactions < 320, "group commit: \(transactions) transactions for 320 writes")
+    }
+}
