@@ -27,7 +27,7 @@ final class LevelDBDatabase {
         var error: UnsafeMutablePointer<CChar>?
         let handle = leveldb_open(options, path, &error)
         if let message = Self.take(error) {
-            leveldb_close(handle)
+            if let handle { leveldb_close(handle) }
             Self.destroy(options, filterPolicy, cache, writeOptions, readOptions)
             throw SyncError(.storage, "cannot open LevelDB database at \(path): \(message)")
         }

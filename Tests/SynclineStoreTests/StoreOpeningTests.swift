@@ -131,6 +131,15 @@ struct StoreOpeningTests {
         #expect(try database.get(LevelDBKey.schema) == writer.bytes)
     }
 
+    @Test func leveldbOpenedTwiceIsATypedError() throws {
+        let fixture = try StoreFixture(.leveldb)
+        let first = try LevelDBStore(path: fixture.storePath)
+        // Tried: a second store on a directory whose LOCK the first one holds.
+        expectCode(.storage, sayingUntouched: false) { _ = try LevelDBStore(path: fixture.storePath) }
+        first.close()
+        #expect(throws: Never.self) { _ = try LevelDBStore(path: fixture.storePath) }
+    }
+
     // MARK: Invalid names and sizes
 
     @Test func invalidNamesAreTypedErrorsNamingTheValue() {

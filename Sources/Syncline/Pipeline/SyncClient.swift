@@ -196,8 +196,12 @@ public final class SyncClient: Sendable {
         bus.emit(.recordsChanged([report.key], origin: .local))
     }
 
-    /// Ends every subscription. Writes already acknowledged are in the store.
-    public func close() { bus.finish() }
+    /// Ends every subscription and closes the store (so it can be opened again, as a restart
+    /// does). Writes already acknowledged are in the store; later calls fail with `.storeClosed`.
+    public func close() {
+        bus.finish()
+        local.store.close()
+    }
 }
 
 /// Runs one operation at a time, in call order.
