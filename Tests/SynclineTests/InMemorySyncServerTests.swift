@@ -151,24 +151,43 @@ struct InMemorySyncServerTests {
         #expect(page.changes[1].deleted && page.changes[1].hlc?.node == bob)
         #expect(page.cursor == 8 && !page.hasMore && page.remaining == 0 && page.head == 8)
 
-        // Paging: limit 2 from 0, a snapshot of live records only.
-        var cursor: UInt64 = 0
+        // Paging a snapshot (after 0, limit 2): live records only, `from` moves, `after` stays.
+        var position: UInt64 = 0
         var seen: [String] = []
         var remainingSeen: [UInt64] = []
         repeat {
-            let part = try await server.pull(namespace: ns, after: cursor, limit: 2)
+            let part = try await server.pull(namespace: ns, after: 0, from: position, limit: 2)
             seen += part.changes.map(\.record.rawValue)
             remainingSeen.append(part.remaining)
-            cursor = part.cursor
+            position = part.cursor
             if !part.hasMore { break }
         } while true
-        // The first page of a snapshot skips tombstones; later pages are deltas and carry them.
-        #expect(seen == ["r1", "r3", "r5", "r2", "r4"])
-        #expect(remainingSeen == [3, 1, 0])
-        #expect(cursor == 8)
+        #expect(seen == ["r1", "r3", "r5", "r2"])
+        #expect(remainingSeen == [2, 0])
+        #expect(position == 8)
         // Collections filter.
         let none = try await server.pull(namespace: ns, after: 0, limit: 10, collections: [Sample.collection("notes")])
         #expect(none.changes.isEmpty && none.cursor == 8)
+    }
+
+    @Test func aRecordWrittenWhilePagingKeepsEveryField() async throws {
+        // r1 gets field a at seq 1; r2..r4 follow; then, between two pages, r1 gets field b.
+        let server = InMemorySyncServer()
+        _ = try await push(server, change(1, "r1", fields: ["a": 1], millis: 1, node: alice, base: 0))
+        for number in 2...4 as ClosedRange<UInt64> {
+            _ = try await push(server, change(number, "r\(number)", fields: ["v": 1], millis: number, node: alice, base: 0))
+        }
+        _ = try await push(server, change(5, "r1", fields: ["c": 1], millis: 5, node: alice, base: 1))
+        // A device at cursor 0 pages with limit 2: r2, r3 first (r1 moved to seq 5).
+        let first = try await server.pull(namespace: ns, after: 0, limit: 2)
+        #expect(first.changes.map(\.record.rawValue) == ["r2", "r3"] && first.hasMore)
+        _ = try await push(server, change(6, "r1", fields: ["b": 2], millis: 6, node: bob, base: 5))
+        let second = try await server.pull(namespace: ns, after: 0, from: first.cursor, limit: 2)
+        let r1 = try #require(second.changes.first { $0.record.rawValue == "r1" })
+        #expect(r1.fields.keys.sorted() == ["a", "b", "c"], "fields written before the page cursor are not lost")
+        // Tried: a position before the cursor, and beyond the head.
+        await #expect(throws: SyncError.self) { _ = try await server.pull(namespace: ns, after: 3, from: 2, limit: 2) }
+        await #expect(throws: SyncError.self) { _ = try await server.pull(namespace: ns, after: 0, from: 99, limit: 2) }
     }
 
     @Test func badCursorsAndTheHorizon() async throws {

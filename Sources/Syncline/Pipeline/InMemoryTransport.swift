@@ -103,7 +103,7 @@ public final class InMemoryTransport: SyncTransport {
         }
     }
 
-    public func pull(after cursor: UInt64, limit: Int) async throws -> PullPage {
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
         try checkConnected()
         let (decision, delay) = decide()
         if let delay { try await Task.sleep(for: delay) }
@@ -111,7 +111,7 @@ public final class InMemoryTransport: SyncTransport {
         case .dropRequest, .dropResponse:
             throw SyncError(.transportUnavailable, "injected fault: the pull was lost")
         case .duplicate, .proceed:
-            return try await server.pull(namespace: namespace, after: cursor, limit: limit)
+            return try await server.pull(namespace: namespace, after: cursor, from: position, limit: limit)
         }
     }
 

@@ -218,28 +218,31 @@ package actor LocalStore {
         try tx.removeOutboxEntries([entry.seq])
         outcome.acknowledged += 1
         var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
+        // An answer can be older than what a pull already brought (a duplicate carries the
+        // original result): only what is newer than the record's pulled seq is news.
         switch result {
-        case .applied(_, _, let fields), .duplicate(_, _, let fields):
-            for (name, state) in fields where state.seq >= (record.fields[name]?.seq ?? 0) {
+        case .applied(_, let seq, let fields), .duplicate(_, let seq, let fields):
+            let fresh = seq > record.seq
+            for (name, state) in fields where state.seq > record.seq && state.seq >= (record.fields[name]?.seq ?? 0) {
                 record.fields[name] = state
             }
             var lost: [String]
             if change.operation == .upsert {
-                if !fields.isEmpty { record.tombstone = nil }
+                if fresh && !fields.isEmpty { record.tombstone = nil }
                 lost = change.fields.keys.filter { fields[$0]?.hlc != change.hlc }.sorted()
-                for name in change.fields.keys where record.pendingFields[name]?.hlc == change.hlc {
+                for name in change.fields.keys where Self.isCovered(record.pendingFields[name], by: change) {
                     record.pendingFields[name] = nil
                 }
             } else {
-                if fields.isEmpty {
+                if fresh && fields.isEmpty {
                     record.fields = [:]
                     record.tombstone = max(record.tombstone ?? change.hlc, change.hlc)
-                } else {
+                } else if fresh {
                     record.fields = record.fields.filter { fields[$0.key] != nil }
                     record.tombstone = nil
                 }
                 lost = fields.keys.sorted()
-                if record.pendingDelete == change.hlc { record.pendingDelete = nil }
+                if let pending = record.pendingDelete, pending <= change.hlc { record.pendingDelete = nil }
             }
             if !lost.isEmpty {
                 outcome.detected.append(
@@ -250,7 +253,7 @@ package actor LocalStore {
                 )
             }
         case .rejected(_, let conflicts, let current):
-            for (name, state) in current where state.seq >= (record.fields[name]?.seq ?? 0) {
+            for (name, state) in current where state.seq > record.seq && state.seq >= (record.fields[name]?.seq ?? 0) {
                 record.fields[name] = state
             }
             let report = ConflictReport(
@@ -277,7 +280,7 @@ package actor LocalStore {
                     id: ids.next(wallMillis: now), collection: key.collection, record: key.id, operation: .upsert,
                     fields: fields, hlc: hlc, base: base, mode: .reject
                 )
-                for name in change.fields.keys where record.pendingFields[name]?.hlc == change.hlc {
+                for name in change.fields.keys where Self.isCovered(record.pendingFields[name], by: change) {
                     record.pendingFields[name] = nil
                 }
                 for (name, value) in fields where record.pendingFields[name] == nil {
@@ -287,10 +290,10 @@ package actor LocalStore {
                 outcome.resolved.append(report)
             default:
                 // serverWins (and a rejected delete under merge): the local edit is dropped.
-                for name in change.fields.keys where record.pendingFields[name]?.hlc == change.hlc {
+                for name in change.fields.keys where Self.isCovered(record.pendingFields[name], by: change) {
                     record.pendingFields[name] = nil
                 }
-                if record.pendingDelete == change.hlc { record.pendingDelete = nil }
+                if let pending = record.pendingDelete, pending <= change.hlc { record.pendingDelete = nil }
                 outcome.resolved.append(report)
             }
         }
@@ -298,12 +301,24 @@ package actor LocalStore {
         outcome.changedKeys.append(key)
     }
 
+    /// Whether a pending write is settled by the answer to `change`: it is one of the change's
+    /// fields and no newer than the change (a change coalesced from earlier writes carries the
+    /// newest of their HLCs; a later local write has a greater HLC and stays pending).
+    static func isCovered(_ pending: FieldState?, by change: Change) -> Bool {
+        guard let pending else { return false }
+        return pending.hlc <= change.hlc
+    }
+
     // MARK: Remote pages
 
-    /// Applies a page of remote changes and its cursor in one transaction.
+    /// Applies a page of remote changes in one transaction, with the new cursor when it is the
+    /// pull's last page.
+    /// - Parameters:
+    ///   - cursor: the cursor the pull began from.
+    ///   - position: where this page starts.
     /// - Throws: ``SyncError`` `.invalidPage` (nothing applied) when the page goes backwards.
-    package func applyPage(_ page: PullPage, after cursor: UInt64) throws -> [RecordKey] {
-        var previous = cursor
+    package func applyPage(_ page: PullPage, after cursor: UInt64, from position: UInt64) throws -> [RecordKey] {
+        var previous = position
         for change in page.changes {
             guard change.seq > previous else {
                 throw SyncError(
@@ -313,7 +328,7 @@ package actor LocalStore {
             }
             previous = change.seq
         }
-        guard page.cursor >= previous, page.cursor >= cursor, page.head >= page.cursor else {
+        guard page.cursor >= previous, page.cursor >= position, page.head >= page.cursor else {
             throw SyncError(
                 .invalidPage,
                 "page cursor \(page.cursor) (head \(page.head)) is behind its entries or the device's cursor \(cursor)"
@@ -343,7 +358,7 @@ package actor LocalStore {
                 record.seq = max(record.seq, change.seq)
                 try tx.putRecord(record)
             }
-            try tx.setPullCursor(page.cursor)
+            if !page.hasMore { try tx.setPullCursor(page.cursor) }
             try tx.setDeviceMetadata(device)
         }
         self.clock = clock

@@ -87,23 +87,28 @@ package actor Reconciler {
         self.pageSize = pageSize
     }
 
-    /// Pulls until the server says nothing is left.
+    /// Pulls until the server says nothing is left. The cursor stays where the pull began until
+    /// the last page, which stores the new one with its records (see `InMemorySyncServer.pull`
+    /// for why paging keeps `after` fixed); an interrupted pull starts again from that cursor.
     package func pullAll(stats: inout SyncStats) async throws {
         var done = 0
         var resyncs = 0
+        var cursor = try await local.pullCursor()
+        var position = cursor
         while true {
-            let cursor = try await local.pullCursor()
             let page: PullPage
             do {
-                page = try await transport.pull(after: cursor, limit: pageSize)
+                page = try await transport.pull(after: cursor, from: position, limit: pageSize)
             } catch let error as SyncError where error.code == .resyncRequired && resyncs == 0 {
                 resyncs += 1
                 try await local.resetCursor()
+                cursor = 0
+                position = 0
                 continue
             }
             let keys: [RecordKey]
             do {
-                keys = try await local.applyPage(page, after: cursor)
+                keys = try await local.applyPage(page, after: cursor, from: position)
             } catch let error as SyncError where error.code == .invalidPage {
                 stats.errors += 1
                 bus.emit(.error(SyncErrorEvent(error: error, key: nil, changeID: nil)))
@@ -115,6 +120,7 @@ package actor Reconciler {
             bus.emit(.pullProgress(done: done, total: done + Int(clamping: page.remaining)))
             if !keys.isEmpty { bus.emit(.recordsChanged(keys, origin: .remote)) }
             if !page.hasMore { return }
+            position = page.cursor
         }
     }
 }

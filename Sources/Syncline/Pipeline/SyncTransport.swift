@@ -7,7 +7,9 @@
 /// anything else about a whole batch is treated as transient too.
 public protocol SyncTransport: Sendable {
     func push(_ batch: ChangeBatch) async throws -> PushResponse
-    func pull(after cursor: UInt64, limit: Int) async throws -> PullPage
+    /// A page of remote changes: records changed after `cursor`, starting past `position`
+    /// (where the previous page of the same pull ended; `cursor` for the first page).
+    func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage
     /// The server's head after every commit, for live updates; a transport without a live channel
     /// returns a stream that finishes at once.
     func liveHeads() async -> AsyncStream<UInt64>

@@ -78,15 +78,29 @@ public actor InMemorySyncServer {
     // MARK: Pull
 
     /// Records changed after `cursor`, coalesced (one entry per record, only the fields written
-    /// after the cursor), in seq order.
+    /// after the cursor), in the order of each record's latest seq.
+    ///
+    /// Paging: while a page says `hasMore`, ask for the next one with the same `after` and
+    /// `from` set to the page's `cursor`; the last page's `cursor` is the new `after`. Keeping
+    /// `after` fixed for the whole pull is what makes paging safe: a record written again while the
+    /// device pages moves past the position and comes later with every field written after `after`.
+    /// (Sending the page cursor as `after` would drop the fields such a record got in between.)
+    /// - Parameters:
+    ///   - cursor: the device's cursor when the pull began (`after`).
+    ///   - position: where the previous page ended (`from`); defaults to `cursor`.
     /// - Throws: ``SyncError`` `.resyncRequired` when `cursor` is older than the tombstone horizon,
-    ///   `.invalidCursor` when it is beyond the head.
+    ///   `.invalidCursor` when it or `position` is beyond the head, or `position` is before `cursor`.
     public func pull(
-        namespace: Namespace, after cursor: UInt64, limit: Int, collections: Set<CollectionName>? = nil
+        namespace: Namespace, after cursor: UInt64, from position: UInt64? = nil, limit: Int,
+        collections: Set<CollectionName>? = nil
     ) throws(SyncError) -> PullPage {
         let state = namespaces[namespace] ?? NamespaceState()
-        guard cursor <= state.head else {
-            throw SyncError(.invalidCursor, "cursor \(cursor) is beyond the head \(state.head)")
+        let position = position ?? cursor
+        guard cursor <= state.head, position <= state.head, position >= cursor else {
+            throw SyncError(
+                .invalidCursor,
+                "cursor \(cursor) / position \(position) must satisfy cursor <= position <= head \(state.head)"
+            )
         }
         if cursor != 0 && cursor < state.horizon {
             throw SyncError(
@@ -96,15 +110,13 @@ public actor InMemorySyncServer {
         }
         let pageSize = max(1, min(limit, configuration.maxPageSize))
         var changes: [RemoteChange] = []
-        var last = cursor
+        var last = position
         var remaining: UInt64 = 0
-        for seq in state.latestSeqs(after: cursor) {
+        for seq in state.latestSeqs(after: position) {
             guard let key = state.keyAtSeq[seq], let record = state.records[key] else { continue }
             if let collections, !collections.contains(key.collection) { continue }
+            if cursor == 0 && record.deleted { continue }  // a snapshot holds live records only
             if changes.count < pageSize {
-                // A snapshot's first page holds live records only; later pages (cursor > 0) carry
-                // tombstones like any delta, and `remaining` counts what they will return.
-                if cursor == 0 && record.deleted { continue }
                 changes.append(record.remoteChange(after: cursor))
                 last = seq
             } else {
