@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import Syncline
 import SynclineTesting
 import Testing
@@ -87,20 +89,55 @@ struct PipelineTests {
     }
 
     @Test func concurrentWritersShareTransactions() async throws {
-        let harness = Harness()
-        let (client, _, _) = try harness.device(.sqlite)
+        // The first transaction is held open until every other writer has queued behind it, so
+        // the test does not depend on timing: all 63 must then share the second transaction.
+        let gate = GatedStore(InMemoryStore())
+        let client = try SyncClient(
+            namespace: try Namespace("team"), store: gate,
+            transport: InMemoryTransport(server: InMemorySyncServer(), namespace: try Namespace("team"))
+        )
         try await withThrowingTaskGroup(of: Void.self) { group in
             for writer in 0..<64 {
-                group.addTask {
-                    for round in 0..<5 {
-                        try await client.upsert(Sample.key("w\(writer)-\(round)"), fields: ["v": .int(Int64(round))])
-                    }
-                }
+                group.addTask { try await client.upsert(Sample.key("w\(writer)"), fields: ["v": .int(Int64(writer))]) }
             }
+            while await client.ingest.queued < 63 { try await Task.sleep(for: .milliseconds(1)) }
+            gate.open()
             try await group.waitForAll()
         }
-        #expect(try await client.pendingCount() == 320)
-        let transactions = await client.ingest.transactions
-        #expect(transactions < 320, "group commit: \(transactions) transactions for 320 writes")
+        #expect(try await client.pendingCount() == 64)
+        #expect(await client.ingest.transactions == 2)
+        #expect(await client.ingest.writes == 64)
+        for writer in 0..<64 { #expect(try await client.fields(of: Sample.key("w\(writer)")) == ["v": .int(Int64(writer))]) }
     }
+}
+
+/// A store whose first write transaction waits until the test opens the gate (for the
+/// group-commit test only; everything else goes straight to the wrapped store).
+final class GatedStore: SyncStore {
+    private let base: any SyncStore
+    private let gate = DispatchSemaphore(value: 0)
+    private let firstWrite = Mutex(true)
+
+    init(_ base: any SyncStore) { self.base = base }
+
+    func open() { gate.signal() }
+
+    func read<Result: Sendable>(_ body: (any StoreReader) throws -> Result) throws -> Result { try base.read(body) }
+
+    func write<Result: Sendable>(_ body: (any StoreWriter) throws -> Result) throws -> Result {
+        try base.write { tx in
+            let isFirst = firstWrite.withLock { first in
+                defer { first = false }
+                return first
+            }
+            let result = try body(tx)
+            // The first write is the device metadata of a new store; the second is the first batch.
+            if !isFirst, gateArmed.withLock({ armed in defer { armed = false }; return armed }) { gate.wait() }
+            return result
+        }
+    }
+
+    private let gateArmed = Mutex(true)
+
+    func close() { base.close() }
 }

@@ -13,6 +13,9 @@ package actor Ingest {
 
     package init(local: LocalStore) { self.local = local }
 
+    /// Writes waiting for the next transaction.
+    package var queued: Int { pending.count }
+
     package func submit(_ mutation: Mutation) async throws -> MutationOutcome {
         let ticket = Ticket<MutationOutcome>()
         pending.append((mutation, ticket))
