@@ -134,6 +134,16 @@ actor EventLog {
         return events.compactMap { if case .conflictDetected(let report) = $0 { return report } else { return nil } }
     }
 
+    func connectivity() async -> [Connectivity] {
+        await settle()
+        return events.compactMap { if case .connectivity(let state) = $0 { return state } else { return nil } }
+    }
+
+    func errors() async -> [SyncErrorEvent] {
+        await settle()
+        return events.compactMap { if case .error(let error) = $0 { return error } else { return nil } }
+    }
+
     func resolved() async -> [ConflictReport] {
         await settle()
         return events.compactMap { if case .conflictResolved(let report) = $0 { return report } else { return nil } }

@@ -141,3 +141,103 @@ final class GatedStore: SyncStore {
 
     func close() { base.close() }
 }
+
+@Suite("Background sync and events", .timeLimit(.minutes(1)))
+struct BackgroundSyncTests {
+    @Test func runningClientsExchangeChangesWithoutCallingSync() async throws {
+        let harness = Harness()
+        let (alice, _, _) = try harness.device(.sqlite)
+        let (bob, _, _) = try harness.device(.leveldb)
+        let bobTodos = try bob.collection(Todo.self, named: "todos")
+        let snapshots = bobTodos.observe()
+        alice.start()
+        bob.start()
+        let aliceTodos = try alice.collection(Todo.self, named: "todos")
+        try await aliceTodos.upsert(Todo(id: "live", title: "arrives by itself", done: false))
+        var arrived = false
+        for await snapshot in snapshots where snapshot.contains(where: { $0.id == "live" }) {
+            arrived = true
+            break
+        }
+        #expect(arrived)
+        let status = await alice.status
+        #expect(status.pending == 0 && status.connectivity == .online && status.lastSync != nil && status.lastError == nil)
+        await alice.stop()
+        await bob.stop()
+        // Writes after stop stay queued, durable, for the next sync.
+        try await aliceTodos.upsert(Todo(id: "later", title: "queued", done: false))
+        #expect(try await alice.pendingCount() == 1)
+    }
+
+    @Test func offlineIsReportedAndRecovers() async throws {
+        let harness = Harness()
+        let (client, transport, _) = try harness.device()
+        let log = EventLog(client.events)
+        transport.setConnected(false)
+        try await client.upsert(Sample.key("x"), fields: ["v": 1])
+        await #expect {
+            try await client.sync()
+        } throws: { error in
+            (error as? SyncError)?.code == .transportUnavailable
+        }
+        let offline = await client.status
+        #expect(offline.connectivity == .offline && offline.lastError?.code == .transportUnavailable && offline.pending == 1)
+        transport.setConnected(true)
+        try await client.sync()
+        let online = await client.status
+        #expect(online.connectivity == .online && online.pending == 0)
+        let connectivity = await log.connectivity()
+        #expect(connectivity == [.offline, .online])
+    }
+
+    @Test func aHostilePageIsRefusedAndTheClientKeepsRunning() async throws {
+        // Tried: a page whose entries go backwards in seq, and one whose cursor is behind its entries.
+        let server = InMemorySyncServer()
+        let namespace = try Namespace("team")
+        let hostile = HostileTransport(InMemoryTransport(server: server, namespace: namespace))
+        let client = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: hostile)
+        let log = EventLog(client.events)
+        for page in HostileTransport.badPages {
+            hostile.next.withLock { $0 = page }
+            await #expect {
+                try await client.sync()
+            } throws: { error in
+                (error as? SyncError)?.code == .invalidPage
+            }
+            #expect(try await client.fields(of: Sample.key("evil")) == nil, "nothing of the page was applied")
+        }
+        #expect(await log.errors().count == HostileTransport.badPages.count)
+        // With an honest server again, the client works.
+        hostile.next.withLock { $0 = nil }
+        try await client.upsert(Sample.key("ok"), fields: ["v": 1])
+        try await client.sync()
+        #expect(try await client.pendingCount() == 0)
+    }
+}
+
+/// Serves a prepared hostile page instead of the server's answer to a pull.
+final class HostileTransport: SyncTransport {
+    let base: InMemoryTransport
+    let next = Mutex<PullPage?>(nil)
+
+    static let badPages: [PullPage] = {
+        let field = FieldState(value: 1, hlc: Sample.hlc(1), seq: 5)
+        let evil = RemoteChange(seq: 5, collection: Sample.collection(), record: Sample.id("evil"), deleted: false, fields: ["v": field])
+        let earlier = RemoteChange(seq: 3, collection: Sample.collection(), record: Sample.id("other"), deleted: false, fields: [:])
+        return [
+            PullPage(changes: [evil, earlier], cursor: 5, hasMore: false, remaining: 0, head: 5),
+            PullPage(changes: [evil], cursor: 2, hasMore: false, remaining: 0, head: 5),
+        ]
+    }()
+
+    init(_ base: InMemoryTransport) { self.base = base }
+
+    func push(_ batch: ChangeBatch) async throws -> PushResponse { try await base.push(batch) }
+
+    func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+        if let page = next.withLock({ $0 }) { return page }
+        return try await base.pull(after: cursor, from: position, limit: limit)
+    }
+
+    func liveHeads() async -> AsyncStream<UInt64> { await base.liveHeads() }
+}

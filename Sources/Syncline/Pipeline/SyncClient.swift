@@ -30,12 +30,19 @@ public final class SyncClient: Sendable {
         public var eventBufferSize: Int
         /// Unix milliseconds (injected so tests control time).
         public var wallClock: @Sendable () -> UInt64
+        /// How often the background loop syncs when nothing triggers it. Default 30 s.
+        public var syncInterval: Duration
+        /// When changes are pending and nothing drained for this long, `outboxStalled` fires. Default 60 s.
+        public var stallTimeout: Duration
 
         public init(
             maxBatchChanges: Int = 500, maxBatchBytes: Int = 1 << 20, pageSize: Int = 500, pushAttempts: Int = 5,
             initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(5), limits: Limits = .default,
-            eventBufferSize: Int = 256, wallClock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() }
+            eventBufferSize: Int = 256, wallClock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() },
+            syncInterval: Duration = .seconds(30), stallTimeout: Duration = .seconds(60)
         ) {
+            self.syncInterval = syncInterval
+            self.stallTimeout = stallTimeout
             self.maxBatchChanges = maxBatchChanges
             self.maxBatchBytes = maxBatchBytes
             self.pageSize = pageSize
@@ -57,6 +64,18 @@ public final class SyncClient: Sendable {
     private let bus: EventBus
     private let policies = Mutex<[CollectionName: ConflictPolicy]>([:])
     private let syncGate = SyncGate()
+    private let transport: any SyncTransport
+    private let state = Mutex(ClientState())
+    /// Wakes the background loop: a local write, a server commit, or a tick.
+    private let triggers: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) =
+        AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+
+    private struct ClientState {
+        var status = SyncStatus()
+        var runner: Task<Void, any Error>?
+        var lastDrain = ContinuousClock.now
+        var stallReported = false
+    }
 
     /// Opens the pipeline over a store and a transport. Local reads and writes work at once,
     /// online or not; `sync()` exchanges changes with the server.
@@ -77,6 +96,92 @@ public final class SyncClient: Sendable {
         outboxConfiguration.maxBackoff = configuration.maxBackoff
         outbox = Outbox(local: local, transport: transport, bus: bus, configuration: outboxConfiguration)
         reconciler = Reconciler(local: local, transport: transport, bus: bus, pageSize: configuration.pageSize)
+        self.transport = transport
+    }
+
+    /// The pipeline's state as a snapshot: pending changes, last sync, connectivity, last error.
+    public var status: SyncStatus {
+        get async {
+            var status = state.withLock { $0.status }
+            status.pending = (try? await local.pendingCount()) ?? status.pending  // a read; on failure the last known count
+            return status
+        }
+    }
+
+    // MARK: Background sync
+
+    /// Syncs in the background until cancelled: after local writes, when the server announces a
+    /// commit (live transports), every `syncInterval`, and with exponential backoff and jitter
+    /// after failures. Cancelling the task that runs it ends every part cleanly; nothing
+    /// acknowledged is lost (it is in the store).
+    public func run() async throws {
+        let heads = await transport.liveHeads()
+        let triggers = self.triggers
+        let interval = configuration.syncInterval
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                for await _ in heads { triggers.continuation.yield() }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: interval)
+                    triggers.continuation.yield()
+                }
+            }
+            group.addTask { try await self.syncLoop() }
+        }
+    }
+
+    private func syncLoop() async throws {
+        var backoff = configuration.initialBackoff
+        var random = SystemRandomNumberGenerator()
+        triggers.continuation.yield()
+        for await _ in triggers.stream {
+            try Task.checkCancellation()
+            do {
+                try await sync()
+                backoff = configuration.initialBackoff
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                try await checkStall()
+                try await Task.sleep(for: backoff * Double.random(in: 0.5...1.0, using: &random))
+                backoff = min(backoff * 2, configuration.maxBackoff)
+                triggers.continuation.yield()
+            }
+        }
+    }
+
+    private func checkStall() async throws {
+        let pending = try await local.pendingCount()
+        let timeout = configuration.stallTimeout
+        let report = state.withLock { state -> Bool in
+            guard pending > 0, !state.stallReported, ContinuousClock.now - state.lastDrain >= timeout else { return false }
+            state.stallReported = true
+            return true
+        }
+        if report {
+            let reason = state.withLock { $0.status.lastError?.description } ?? "unknown"
+            bus.emit(.outboxStalled(reason: "\(pending) changes pending, nothing drained for \(timeout): \(reason)"))
+        }
+    }
+
+    /// Starts `run()` in a task (the app may instead run it in its own task or service group).
+    public func start() {
+        state.withLock { state in
+            guard state.runner == nil else { return }
+            state.runner = Task { try await self.run() }
+        }
+    }
+
+    /// Stops the background loop and waits for it to end.
+    public func stop() async {
+        let runner = state.withLock { state -> Task<Void, any Error>? in
+            defer { state.runner = nil }
+            return state.runner
+        }
+        runner?.cancel()
+        _ = await runner?.result
     }
 
     /// A new subscription to the event bus.
@@ -115,7 +220,10 @@ public final class SyncClient: Sendable {
     ) async throws -> Change? {
         let mode = policy(for: key.collection).mode
         let outcome = try await ingest.submit(.upsert(key: key, fields: fields, replace: replacing, priority: priority, mode: mode))
-        if outcome.change != nil { bus.emit(.recordsChanged([key], origin: .local)) }
+        if outcome.change != nil {
+            bus.emit(.recordsChanged([key], origin: .local))
+            triggers.continuation.yield()
+        }
         return outcome.change
     }
 
@@ -124,7 +232,10 @@ public final class SyncClient: Sendable {
     public func delete(_ key: RecordKey, priority: Priority = .normal) async throws -> Change? {
         let mode = policy(for: key.collection).mode
         let outcome = try await ingest.submit(.delete(key: key, priority: priority, mode: mode))
-        if outcome.change != nil { bus.emit(.recordsChanged([key], origin: .local)) }
+        if outcome.change != nil {
+            bus.emit(.recordsChanged([key], origin: .local))
+            triggers.continuation.yield()
+        }
         return outcome.change
     }
 
@@ -167,15 +278,32 @@ public final class SyncClient: Sendable {
                 try await reconciler.pullAll(stats: &stats)
                 // Answers to merges queued while pulling go out at once.
                 if try await local.pendingCount() > 0 { try await outbox.drain(policy: policy, stats: &stats) }
-                bus.emit(.connectivity(.online))
             } catch {
                 stats.duration = clock.now - start
                 let syncError = LocalStore.syncError(error)
-                if syncError.code == .transportUnavailable { bus.emit(.connectivity(.offline)) }
+                let offline = syncError.code == .transportUnavailable
+                let changed = state.withLock { state -> Bool in
+                    state.status.lastError = syncError
+                    defer { if offline { state.status.connectivity = .offline } }
+                    return offline && state.status.connectivity != .offline
+                }
+                if changed { bus.emit(.connectivity(.offline)) }
                 bus.emit(.syncFinished(stats))
                 throw syncError
             }
             stats.duration = clock.now - start
+            let now = configuration.wallClock()
+            let changed = state.withLock { state -> Bool in
+                defer {
+                    state.status.connectivity = .online
+                    state.status.lastSync = now
+                    state.status.lastError = nil
+                    state.lastDrain = .now
+                    state.stallReported = false
+                }
+                return state.status.connectivity != .online
+            }
+            if changed { bus.emit(.connectivity(.online)) }
             bus.emit(.syncFinished(stats))
             return stats
         }
@@ -199,9 +327,23 @@ public final class SyncClient: Sendable {
     /// Ends every subscription and closes the store (so it can be opened again, as a restart
     /// does). Writes already acknowledged are in the store; later calls fail with `.storeClosed`.
     public func close() {
+        state.withLock { $0.runner?.cancel() }
+        triggers.continuation.finish()
         bus.finish()
         local.store.close()
     }
+}
+
+/// The pipeline at a glance (``SyncClient/status``).
+public struct SyncStatus: Sendable {
+    /// Changes waiting in the outbox.
+    public var pending = 0
+    /// Unix milliseconds of the last sync that completed.
+    public var lastSync: UInt64?
+    /// `nil` until the first sync attempt.
+    public var connectivity: Connectivity?
+    /// The error of the last sync, cleared by the next one that completes.
+    public var lastError: SyncError?
 }
 
 /// Runs one operation at a time, in call order.
