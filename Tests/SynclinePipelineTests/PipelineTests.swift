@@ -241,3 +241,47 @@ final class HostileTransport: SyncTransport {
 
     func liveHeads() async -> AsyncStream<UInt64> { await base.liveHeads() }
 }
+
+@Suite("Dead letters", .timeLimit(.minutes(1)))
+struct DeadLetterTests {
+    @Test(arguments: StoreKind.allCases)
+    func aRefusedChangeIsSetAsideAndTheRestFlow(_ kind: StoreKind) async throws {
+        // The server accepts fields up to 1,000 bytes; the device's own limit is larger.
+        let server = InMemorySyncServer(configuration: .init(limits: Limits(maxFieldBytes: 1_000)))
+        let namespace = try Namespace("team")
+        let fixture = try StoreFixture(kind)
+        let client = try SyncClient(
+            namespace: namespace, store: try fixture.open(), transport: InMemoryTransport(server: server, namespace: namespace)
+        )
+        let log = EventLog(client.events)
+        // Tried: a 2,000-byte field among six good changes in one batch.
+        for index in 0..<3 { try await client.upsert(Sample.key("good\(index)"), fields: ["v": .int(Int64(index))]) }
+        let poison = try #require(try await client.upsert(Sample.key("poison"), fields: ["blob": .string(String(repeating: "x", count: 2_000))]))
+        for index in 3..<6 { try await client.upsert(Sample.key("good\(index)"), fields: ["v": .int(Int64(index))]) }
+        try await client.sync()
+
+        #expect(try await client.pendingCount() == 0)
+        #expect(await server.records(namespace: namespace).count == 6, "the six good changes went through")
+        let letters = try await client.deadLetters()
+        #expect(letters.map(\.change.id) == [poison.id])
+        #expect(letters.first?.error.code == .fieldTooLarge)
+        let errors = await log.errors()
+        #expect(errors.contains { $0.changeID == poison.id && $0.key == Sample.key("poison") && $0.error.code == .fieldTooLarge })
+        #expect(try await client.fields(of: Sample.key("poison")) != nil, "the local value stays until discarded")
+
+        // Retry: it fails again and comes back to the list; discard: it is gone, locally too.
+        try await client.retryDeadLetter(poison.id)
+        #expect(try await client.pendingCount() == 1)
+        try await client.sync()
+        #expect(try await client.deadLetters().count == 1)
+        try await client.discardDeadLetter(poison.id)
+        #expect(try await client.deadLetters().isEmpty)
+        #expect(try await client.fields(of: Sample.key("poison")) == nil)
+        // Tried: discarding an id that is not dead-lettered.
+        await #expect {
+            try await client.discardDeadLetter(poison.id)
+        } throws: { error in
+            (error as? SyncError)?.code == .notFound
+        }
+    }
+}

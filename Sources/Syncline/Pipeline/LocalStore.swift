@@ -370,6 +370,87 @@ package actor LocalStore {
         try store.write { tx in try tx.setPullCursor(0) }
     }
 
+    // MARK: Dead letters
+
+    /// Takes a change the server refused for good out of the outbox and keeps it aside.
+    package func deadLetter(_ entry: OutboxEntry, error: SyncError) throws -> DeadLetter {
+        let letter = DeadLetter(change: entry.change, priority: entry.priority, error: error, failedAt: wallClock())
+        try store.write { tx in
+            try tx.removeOutboxEntries([entry.seq])
+            var letters = try Self.deadLetters(tx)
+            letters.append(letter)
+            try Self.setDeadLetters(letters, tx)
+        }
+        return letter
+    }
+
+    package func deadLetters() throws -> [DeadLetter] { try store.read { tx in try Self.deadLetters(tx) } }
+
+    /// Queues a dead-lettered change again (same id: the server never applied it).
+    package func retryDeadLetter(_ id: EventID) throws {
+        try store.write { tx in
+            var letters = try Self.deadLetters(tx)
+            guard let index = letters.firstIndex(where: { $0.change.id == id }) else {
+                throw SyncError(.notFound, "no dead-lettered change has the id \(id)")
+            }
+            let letter = letters.remove(at: index)
+            try tx.enqueue(letter.change, priority: letter.priority)
+            try Self.setDeadLetters(letters, tx)
+        }
+    }
+
+    /// Drops a dead-lettered change and the local values it would have written.
+    package func discardDeadLetter(_ id: EventID) throws -> RecordKey {
+        try store.write { tx in
+            var letters = try Self.deadLetters(tx)
+            guard let index = letters.firstIndex(where: { $0.change.id == id }) else {
+                throw SyncError(.notFound, "no dead-lettered change has the id \(id)")
+            }
+            let letter = letters.remove(at: index)
+            if var record = try tx.record(letter.change.key) {
+                for name in letter.change.fields.keys where Self.isCovered(record.pendingFields[name], by: letter.change) {
+                    record.pendingFields[name] = nil
+                }
+                if let pending = record.pendingDelete, pending <= letter.change.hlc { record.pendingDelete = nil }
+                try tx.putRecord(record)
+            }
+            try Self.setDeadLetters(letters, tx)
+            return letter.change.key
+        }
+    }
+
+    static let deadLettersName = "syncline.dead-letters"
+
+    static func deadLetters(_ tx: any StoreReader) throws -> [DeadLetter] {
+        guard let bytes = try tx.metadata(deadLettersName) else { return [] }
+        var reader = BinaryReader(bytes)
+        let count = try reader.readLength(minimumElementSize: 8, what: "dead letter list")
+        var letters: [DeadLetter] = []
+        for _ in 0..<count {
+            let entry = try BinaryCodec.decodeOutboxEntry(try reader.readBytes())
+            let codeText = try reader.readString()
+            let message = try reader.readString()
+            let failedAt = try reader.readVarint()
+            let code = SyncError.Code(description: codeText) ?? .storage
+            letters.append(DeadLetter(change: entry.change, priority: entry.priority, error: SyncError(code, message), failedAt: failedAt))
+        }
+        try reader.expectEnd()
+        return letters
+    }
+
+    static func setDeadLetters(_ letters: [DeadLetter], _ tx: any StoreWriter) throws {
+        guard !letters.isEmpty else { return try tx.setMetadata(deadLettersName, nil) }
+        var writer = BinaryWriter()
+        writer.writeVarint(UInt64(letters.count))
+        for letter in letters {
+            writer.writeBytes(BinaryCodec.encode(OutboxEntry(seq: 0, priority: letter.priority, change: letter.change)))
+            writer.writeString(letter.error.code.description)
+            writer.writeString(letter.error.message)
+            writer.writeVarint(letter.failedAt)
+        }
+        try tx.setMetadata(deadLettersName, writer.bytes)
+    }
+
     // MARK: Manual conflicts
 
     /// Resolves a stored conflict: `values` are pushed as a new edit (nil drops the local edit).

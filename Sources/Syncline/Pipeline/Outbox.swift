@@ -36,21 +36,45 @@ package actor Outbox {
         while true {
             let entries = try await local.nextBatch(maxChanges: configuration.maxBatchChanges, maxBytes: configuration.maxBatchBytes)
             if entries.isEmpty { return }
-            let batch = ChangeBatch(changes: entries.map(\.change))
-            let bytes = BinaryCodec.encode(batch).count
-            let response = try await pushWithRetry(batch, stats: &stats)
-            let outcome = try await local.applyPushResponse(entries, response, policy: policy)
-            done += outcome.acknowledged
-            bytesDone += bytes
-            stats.pushed += outcome.acknowledged
-            stats.bytesUp += bytes
-            stats.conflicts += outcome.detected.count
-            stats.resolved += outcome.resolved.count
-            for report in outcome.detected { bus.emit(.conflictDetected(report)) }
-            for report in outcome.resolved { bus.emit(.conflictResolved(report)) }
-            bus.emit(.pushProgress(done: done, total: max(total, done), bytesDone: bytesDone, bytesTotal: bytesDone))
-            if !outcome.changedKeys.isEmpty { bus.emit(.recordsChanged(outcome.changedKeys, origin: .remote)) }
+            try await send(entries, policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
         }
+    }
+
+    /// Pushes entries; when the server refuses the batch for its content (one bad change) or its
+    /// size, the batch is split in halves (order kept) until the bad change stands alone, and that
+    /// one is dead-lettered while the rest flow.
+    private func send(
+        _ entries: [OutboxEntry], policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats,
+        done: inout Int, bytesDone: inout Int, total: Int
+    ) async throws {
+        let batch = ChangeBatch(changes: entries.map(\.change))
+        let bytes = BinaryCodec.encode(batch).count
+        let response: PushResponse
+        do {
+            response = try await pushWithRetry(batch, stats: &stats)
+        } catch let error as SyncError where error.code.isPermanentForContent || error.code == .batchTooLarge {
+            if entries.count == 1 {
+                let letter = try await local.deadLetter(entries[0], error: error)
+                bus.emit(.error(SyncErrorEvent(error: error, key: letter.change.key, changeID: letter.change.id)))
+                done += 1
+                return
+            }
+            let middle = entries.count / 2
+            try await send(Array(entries[..<middle]), policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
+            try await send(Array(entries[middle...]), policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
+            return
+        }
+        let outcome = try await local.applyPushResponse(entries, response, policy: policy)
+        done += outcome.acknowledged
+        bytesDone += bytes
+        stats.pushed += outcome.acknowledged
+        stats.bytesUp += bytes
+        stats.conflicts += outcome.detected.count
+        stats.resolved += outcome.resolved.count
+        for report in outcome.detected { bus.emit(.conflictDetected(report)) }
+        for report in outcome.resolved { bus.emit(.conflictResolved(report)) }
+        bus.emit(.pushProgress(done: done, total: max(total, done), bytesDone: bytesDone, bytesTotal: bytesDone))
+        if !outcome.changedKeys.isEmpty { bus.emit(.recordsChanged(outcome.changedKeys, origin: .remote)) }
     }
 
     private func pushWithRetry(_ batch: ChangeBatch, stats: inout SyncStats) async throws -> PushResponse {
@@ -63,8 +87,12 @@ package actor Outbox {
             } catch {
                 stats.errors += 1
                 let syncError = LocalStore.syncError(error)
+                // Content refusals are split and dead-lettered by the caller; a refused token is
+                // the transport's to renew (it asks its token provider once): back off until the
+                // next sync rather than loop on it here.
+                if syncError.code.isPermanentForContent || syncError.code == .batchTooLarge { throw syncError }
                 bus.emit(.error(SyncErrorEvent(error: syncError, key: nil, changeID: batch.changes.first?.id)))
-                guard attempt < configuration.attempts, !Task.isCancelled else { throw syncError }
+                guard attempt < configuration.attempts, syncError.code != .unauthorized, !Task.isCancelled else { throw syncError }
                 let jitter = Double.random(in: 0.5...1.0, using: &random)
                 try await Task.sleep(for: delay * jitter)
                 delay = min(delay * 2, configuration.maxBackoff)

@@ -312,6 +312,24 @@ public final class SyncClient: Sendable {
     /// Changes waiting in the outbox.
     public func pendingCount() async throws -> Int { try await local.pendingCount() }
 
+    // MARK: Dead letters
+
+    /// Changes the server refused for good (too large, invalid), set aside so the rest keep
+    /// flowing; their local values stay visible until they are discarded.
+    public func deadLetters() async throws -> [DeadLetter] { try await local.deadLetters() }
+
+    /// Queues a dead-lettered change again.
+    public func retryDeadLetter(_ id: EventID) async throws {
+        try await local.retryDeadLetter(id)
+        triggers.continuation.yield()
+    }
+
+    /// Drops a dead-lettered change and the local values it carried.
+    public func discardDeadLetter(_ id: EventID) async throws {
+        let key = try await local.discardDeadLetter(id)
+        bus.emit(.recordsChanged([key], origin: .local))
+    }
+
     // MARK: Manual conflicts
 
     /// Conflicts kept by the `manual` policy, across restarts.

@@ -97,3 +97,21 @@ public final class EventBus: Sendable {
         for continuation in current { continuation.finish() }
     }
 }
+
+/// A change the server refused for good, kept out of the outbox until the app retries or
+/// discards it.
+public struct DeadLetter: Sendable, Hashable {
+    public var change: Change
+    public var priority: Priority
+    /// What the server said.
+    public var error: SyncError
+    /// Unix milliseconds when it was set aside.
+    public var failedAt: UInt64
+
+    public init(change: Change, priority: Priority, error: SyncError, failedAt: UInt64) {
+        self.change = change
+        self.priority = priority
+        self.error = error
+        self.failedAt = failedAt
+    }
+}

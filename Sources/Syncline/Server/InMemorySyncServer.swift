@@ -14,11 +14,14 @@ public actor InMemorySyncServer {
         public var maxPageSize: Int
         /// Server time in Unix milliseconds (injected so tests control it).
         public var clock: @Sendable () -> UInt64
+        /// Field and record sizes accepted; a batch with a change over them is refused whole.
+        public var limits: Limits
 
         public init(
             maxBatchChanges: Int = 5_000, idempotencyWindow: Int = 1_000_000, maxPageSize: Int = 1_000,
-            clock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() }
+            clock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() }, limits: Limits = .default
         ) {
+            self.limits = limits
             self.maxBatchChanges = maxBatchChanges
             self.idempotencyWindow = idempotencyWindow
             self.maxPageSize = maxPageSize
@@ -38,7 +41,9 @@ public actor InMemorySyncServer {
     // MARK: Push
 
     /// Applies a batch in order, each change once.
-    /// - Throws: ``SyncError`` `.batchTooLarge` when the batch has more changes than allowed.
+    /// - Throws: ``SyncError`` `.batchTooLarge` when the batch has more changes than allowed; the
+    ///   change's validation error (`.fieldTooLarge`, `.invalidFieldName`, ...) when one change is
+    ///   invalid. Either way nothing of the batch is applied.
     public func push(_ batch: ChangeBatch, namespace: Namespace) throws(SyncError) -> PushResponse {
         guard batch.changes.count <= configuration.maxBatchChanges else {
             throw SyncError(
@@ -46,6 +51,7 @@ public actor InMemorySyncServer {
                 "a batch of \(batch.changes.count) changes is over the limit of \(configuration.maxBatchChanges)"
             )
         }
+        for change in batch.changes { try change.validate(configuration.limits) }
         var state = namespaces[namespace] ?? NamespaceState()
         var results: [PushResult] = []
         results.reserveCapacity(batch.changes.count)

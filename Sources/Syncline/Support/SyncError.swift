@@ -85,6 +85,23 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let clientStopped = Code(.clientStopped)
 
         public var description: String { base.rawValue }
+
+        /// Reads a code back from its description (for codes stored or sent as text).
+        public init?(description: String) {
+            guard let base = Base(rawValue: description) else { return nil }
+            self.base = base
+        }
+
+        /// Whether retrying the same request cannot help: the server refused this content.
+        public var isPermanentForContent: Bool {
+            switch base {
+            case .invalidNamespace, .invalidCollection, .invalidRecordID, .invalidFieldName, .invalidValue,
+                .fieldTooLarge, .recordTooLarge, .malformedInput:
+                return true
+            default:
+                return false
+            }
+        }
     }
 
     /// The kind of failure.
