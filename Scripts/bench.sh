@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 
 Scripts/bootstrap.sh
 swift build -c release --product syncline-bench
-for suite in store; do
+for suite in store pipeline; do
     .build/release/syncline-bench "$suite" "$@"
 done

@@ -112,7 +112,6 @@ public final class SQLiteStore: SyncStore {
         CREATE TABLE outbox(seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL,
             collection TEXT NOT NULL, record TEXT NOT NULL, entry BLOB NOT NULL);
         CREATE INDEX outbox_drain ON outbox(priority, seq);
-        CREATE INDEX outbox_record ON outbox(collection, record, seq);
         CREATE TABLE conflicts(id BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
         PRAGMA application_id=\(applicationID);
         PRAGMA user_version=\(schemaVersion);

@@ -62,6 +62,16 @@ struct BenchReport {
     }
 }
 
+/// Times an async `body` that performs `operations` operations; returns operations per second.
+func measureAsync(operations: Int, _ body: () async throws -> Void) async rethrows -> Double {
+    let clock = ContinuousClock()
+    let start = clock.now
+    try await body()
+    let elapsed = clock.now - start
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return Double(operations) / max(seconds, 1e-9)
+}
+
 /// Times `body`, which performs `operations` operations, and returns operations per second.
 func measure(operations: Int, _ body: () throws -> Void) rethrows -> Double {
     let clock = ContinuousClock()

@@ -1,12 +1,12 @@
 import ArgumentParser
 
 @main
-struct SynclineBench: ParsableCommand {
+struct SynclineBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "syncline-bench",
         abstract: "Syncline benchmarks: each row is a ratio against a baseline doing the same work in the same run.",
         discussion: "Build with -c release; a debug build measures the compiler, not the code.",
-        subcommands: [StoreSuiteCommand.self]
+        subcommands: [StoreSuiteCommand.self, PipelineSuiteCommand.self]
     )
 }
 

@@ -18,6 +18,13 @@ public struct Limits: Hashable, Sendable {
         var total = 0
         for (name, value) in fields {
             try FieldName.validate(name)
+            // Scalars need no structural check, and their size has a cheap exact-enough bound;
+            // containers are walked (and encoded) only when present.
+            let bound = value.shallowSizeBound
+            if bound < Int.max / 2 && bound <= maxFieldBytes {
+                total += bound + name.utf8.count
+                continue
+            }
             try value.validate(path: "\(record).\(name)")
             let size = value.encodedSize
             if size > maxFieldBytes {

@@ -120,8 +120,8 @@ public final class InMemoryTransport: SyncTransport {
     }
 }
 
-/// SplitMix64, for reproducible fault decisions.
-struct FaultRandom: Sendable {
+/// SplitMix64: reproducible fault decisions, and fast random bits for event ids.
+struct FaultRandom: RandomNumberGenerator, Sendable {
     var state: UInt64
 
     init(seed: UInt64) { state = seed }

@@ -1,11 +1,9 @@
-import Synchronization
-
 /// Validates and commits local writes with group commit: writers that arrive while a commit is
 /// running share the next store transaction. Each caller's `await` returns only after its own
 /// write is durable.
 package actor Ingest {
     private let local: LocalStore
-    private var pending: [(Mutation, Ticket<MutationOutcome>)] = []
+    private var pending: [(Mutation, CheckedContinuation<MutationOutcome, any Error>)] = []
     private var flushing = false
     /// How many transactions were committed, and how many writes they carried.
     package private(set) var transactions = 0
@@ -17,49 +15,25 @@ package actor Ingest {
     package var queued: Int { pending.count }
 
     package func submit(_ mutation: Mutation) async throws -> MutationOutcome {
-        let ticket = Ticket<MutationOutcome>()
-        pending.append((mutation, ticket))
-        if !flushing {
-            // This caller commits for everyone who queues up meanwhile, then returns.
-            flushing = true
-            while !pending.isEmpty {
-                let batch = pending
-                pending = []
-                let results = await local.commit(batch.map(\.0))
-                transactions += 1
-                writes += batch.count
-                for ((_, waiting), result) in zip(batch, results) { waiting.complete(result) }
-            }
-            flushing = false
+        if flushing {
+            return try await withCheckedThrowingContinuation { pending.append((mutation, $0)) }
         }
-        return try await ticket.value()
-    }
-}
-
-/// A one-shot result that one task completes and another awaits.
-final class Ticket<Value: Sendable>: Sendable {
-    private let state = Mutex<(result: Result<Value, SyncError>?, waiter: CheckedContinuation<Value, any Error>?)>((nil, nil))
-
-    func complete(_ result: Result<Value, SyncError>) {
-        let waiter = state.withLock { state -> CheckedContinuation<Value, any Error>? in
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
+        // This caller commits its own write and, while it waits, everything that queues up
+        // behind it; then it returns its own result.
+        flushing = true
+        defer { flushing = false }
+        var own: Result<MutationOutcome, SyncError>?
+        var batch: [(Mutation, CheckedContinuation<MutationOutcome, any Error>?)] = [(mutation, nil)]
+        while !batch.isEmpty {
+            let results = await local.commit(batch.map(\.0))
+            transactions += 1
+            writes += batch.count
+            for ((_, waiting), result) in zip(batch, results) {
+                if let waiting { waiting.resume(with: result.mapError { $0 as any Error }) } else { own = result }
             }
-            state.result = result
-            return nil
+            batch = pending.map { ($0.0, $0.1) }
+            pending = []
         }
-        waiter?.resume(with: result.mapError { $0 as any Error })
-    }
-
-    func value() async throws -> Value {
-        try await withCheckedThrowingContinuation { continuation in
-            let ready = state.withLock { state -> Result<Value, SyncError>? in
-                if let result = state.result { return result }
-                state.waiter = continuation
-                return nil
-            }
-            if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
-        }
+        return try own!.get()  // set by the first batch, which holds this caller's write
     }
 }

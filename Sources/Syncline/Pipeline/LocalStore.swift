@@ -34,6 +34,8 @@ package actor LocalStore {
     package let limits: Limits
     private var clock: HybridClock
     private var ids = EventIDGenerator()
+    /// Random bits for event ids: a fast generator seeded once from the system's.
+    private var random = FaultRandom(seed: { var system = SystemRandomNumberGenerator(); return system.next() }())
     private let wallClock: @Sendable () -> UInt64
 
     package init(store: any SyncStore, limits: Limits = .default, wallClock: @escaping @Sendable () -> UInt64) throws {
@@ -77,7 +79,7 @@ package actor LocalStore {
         let clockBefore = clock
         for mutation in mutations {
             let now = wallClock()
-            stamped.append((mutation, try clock.now(wallMillis: now), ids.next(wallMillis: now)))
+            stamped.append((mutation, try clock.now(wallMillis: now), ids.next(wallMillis: now, using: &random)))
         }
         let limits = self.limits
         let device = DeviceMetadata(deviceID: clock.node, lastHLC: clock.last)

@@ -85,8 +85,9 @@ public final class EventBus: Sendable {
     }
 
     public func emit(_ event: SyncEvent) {
-        let current = subscribers.withLock { Array($0.values) }
-        for continuation in current { continuation.yield(event) }
+        subscribers.withLock { subscribers in
+            for continuation in subscribers.values { continuation.yield(event) }
+        }
     }
 
     public func finish() {

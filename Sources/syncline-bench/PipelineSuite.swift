@@ -1,0 +1,176 @@
+import ArgumentParser
+import Foundation
+import Syncline
+import SynclineLevelDB
+import SynclineSQLite
+import Synchronization
+
+/// `syncline-bench pipeline`: upserts/s through `SyncClient` with 1, 16 and 256 concurrent
+/// writers (group commit) against the raw store's 1,000-per-transaction rate measured in the same
+/// run, and end-to-end in-memory sync against the in-memory server's own push rate.
+struct PipelineSuiteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "Upserts/s through SyncClient with 1/16/256 writers vs the raw store; end-to-end in-memory sync."
+    )
+
+    @OptionGroup var options: SuiteOptions
+
+    func run() async throws {
+        let report = try await PipelineSuite(options: options).run()
+        print(report.render(json: options.json))
+    }
+}
+
+struct PipelineSuite {
+    var options: SuiteOptions
+
+    func count(_ base: Int) -> Int { max(Int(Double(base) * options.scale), 256) }
+
+    func run() async throws -> BenchReport {
+        var report = BenchReport(suite: "pipeline")
+        report.notes.append("each writer upserts its own records (4 fields, ~200 bytes); .app durability; median of \(options.repeats) paired runs")
+        let root = URL(fileURLWithPath: options.directory ?? NSTemporaryDirectory())
+            .appendingPathComponent("syncline-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }  // temporary files only
+        var run = 0
+        func path(_ name: String) -> String {
+            run += 1
+            return root.appendingPathComponent("\(name)-\(run)").path
+        }
+
+        for store in ["sqlite", "leveldb"] {
+            for writers in [1, 16, 256] {
+                let name = "writers_\(writers)"
+                if let only = options.only, !"\(store)_\(name)".contains(only) && name != only { continue }
+                let operations = count(writers == 1 ? 10_000 : 40_000)
+                var pairs: [(Double, Double)] = []
+                for _ in 0..<max(options.repeats, 1) {
+                    let baseline = try StoreSuite.baseline(
+                        StoreSuite.Case(store: store, durability: .app, perTransaction: 1_000, operations: operations),
+                        workload: StoreWorkload(count: operations), path: path("baseline")
+                    )
+                    let rate = try await Self.throughClient(store: store, path: path("client"), writers: writers, operations: operations)
+                    pairs.append((rate, baseline))
+                }
+                let median = pairs.sorted { $0.0 / $0.1 < $1.0 / $1.1 }[pairs.count / 2]
+                report.rows.append(
+                    BenchRow(name: name, store: store, perTransaction: writers, durability: "app", opsPerSecond: median.0, baselineOpsPerSecond: median.1)
+                )
+            }
+        }
+
+        if options.only == nil || "e2e_inmemory".contains(options.only!) {
+            let operations = count(20_000)
+            var pairs: [(Double, Double)] = []
+            for _ in 0..<max(options.repeats, 1) {
+                let ceiling = try await Self.serverCeiling(operations: operations)
+                let rate = try await Self.endToEnd(operations: operations)
+                pairs.append((rate, ceiling))
+            }
+            let median = pairs.sorted { $0.0 / $0.1 < $1.0 / $1.1 }[pairs.count / 2]
+            report.rows.append(
+                BenchRow(name: "e2e_inmemory", store: "inMemory", perTransaction: 500, durability: "app", opsPerSecond: median.0, baselineOpsPerSecond: median.1)
+            )
+            report.notes.append("e2e_inmemory: device A upserts N records and syncs; rate until device B has all N, against the in-memory server applying the same batches directly")
+        }
+        return report
+    }
+
+    static let fields: [String: Value] = [
+        "title": .string(String(repeating: "buy oat milk and bread ", count: 6)), "done": .bool(false), "priority": .int(3),
+        "list": .string("groceries"),
+    ]
+
+    static func open(_ store: String, path: String) throws -> any SyncStore {
+        return store == "sqlite" ? try SQLiteStore(path: path) : try LevelDBStore(path: path)
+    }
+
+    static func throughClient(store: String, path: String, writers: Int, operations: Int) async throws -> Double {
+        let namespace = try Namespace("bench")
+        let client = try SyncClient(
+            namespace: namespace, store: try open(store, path: path),
+            transport: InMemoryTransport(server: InMemorySyncServer(), namespace: namespace)
+        )
+        defer { client.close() }
+        let collection = try CollectionName("todos")
+        let perWriter = operations / writers
+        // Ids in ascending order across writers (like time-ordered ids), as the baseline's are:
+        // each write takes the next number from a shared counter.
+        let keys = (0..<(perWriter * writers)).map { RecordKey(collection: collection, id: try! RecordID(String(format: "r%010d", $0))) }
+        let next = Counter()
+        let rate = try await measureAsync(operations: perWriter * writers) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<writers {
+                    group.addTask {
+                        for _ in 0..<perWriter {
+                            let index = next.take()
+                            try await client.upsert(keys[index], fields: fields)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        return rate
+    }
+
+    static func changes(_ operations: Int, node: UInt64) throws -> [Change] {
+        let collection = try CollectionName("todos")
+        var result: [Change] = []
+        result.reserveCapacity(operations)
+        for index in 0..<operations {
+            let millis = UInt64(1_800_000_000_000) + UInt64(index)
+            let id = EventID(high: millis << 16 | 0x7000, low: 0x8000_0000_0000_0000 | UInt64(index))
+            let record = try RecordID(String(format: "r%08d", index))
+            let hlc = HLC(packed: millis << 16, node: node)
+            result.append(Change(id: id, collection: collection, record: record, operation: .upsert, fields: fields, hlc: hlc, base: 0))
+        }
+        return result
+    }
+
+    /// The in-memory server applying the same changes in batches of 500, with nothing in front.
+    static func serverCeiling(operations: Int) async throws -> Double {
+        let server = InMemorySyncServer()
+        let namespace = try Namespace("bench")
+        let all = try changes(operations, node: 1)
+        return try await measureAsync(operations: operations) {
+            for start in stride(from: 0, to: all.count, by: 500) {
+                _ = try await server.push(ChangeBatch(changes: Array(all[start..<min(start + 500, all.count)])), namespace: namespace)
+            }
+        }
+    }
+
+    /// Device A writes N records and syncs; device B syncs until it has all N.
+    static func endToEnd(operations: Int) async throws -> Double {
+        let server = InMemorySyncServer()
+        let namespace = try Namespace("bench")
+        let alice = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: InMemoryTransport(server: server, namespace: namespace))
+        let bob = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: InMemoryTransport(server: server, namespace: namespace))
+        let collection = try CollectionName("todos")
+        let keys = (0..<operations).map { RecordKey(collection: collection, id: try! RecordID(String(format: "r%08d", $0))) }
+        return try await measureAsync(operations: operations) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<16 {
+                    group.addTask {
+                        for index in stride(from: writer, to: keys.count, by: 16) { try await alice.upsert(keys[index], fields: fields) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await alice.sync()
+            var received = 0
+            while received < operations {
+                try await bob.sync()
+                received = try await bob.visibleRecords(in: collection).count
+            }
+        }
+    }
+}
+
+/// A shared counter handing out increasing numbers to concurrent tasks.
+final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    func take() -> Int { value.add(1, ordering: .relaxed).oldValue }
+}
