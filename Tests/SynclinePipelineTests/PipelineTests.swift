@@ -285,3 +285,78 @@ struct DeadLetterTests {
         }
     }
 }
+
+@Suite("Failure classification", .timeLimit(.minutes(1)))
+struct FailureClassificationTests {
+    /// Refuses every push with a given error and counts the attempts.
+    final class RefusingTransport: SyncTransport {
+        let error: SyncError
+        let attempts = Mutex(0)
+        init(_ error: SyncError) { self.error = error }
+        func push(_ batch: ChangeBatch) async throws -> PushResponse {
+            attempts.withLock { $0 += 1 }
+            throw error
+        }
+        func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+            PullPage(changes: [], cursor: cursor, hasMore: false, remaining: 0, head: cursor)
+        }
+        func liveHeads() async -> AsyncStream<UInt64> { AsyncStream { $0.finish() } }
+    }
+
+    @Test func aRefusedTokenIsNotRetriedInALoop() async throws {
+        // Tried: a server that answers every push with 401.
+        let transport = RefusingTransport(SyncError(.unauthorized, "token expired"))
+        let client = try SyncClient(
+            namespace: try Namespace("team"), store: InMemoryStore(), transport: transport,
+            configuration: .init(pushAttempts: 5, initialBackoff: .milliseconds(1))
+        )
+        let log = EventLog(client.events)
+        try await client.upsert(Sample.key("a"), fields: ["v": 1])
+        await #expect {
+            try await client.sync()
+        } throws: { error in
+            (error as? SyncError)?.code == .unauthorized
+        }
+        #expect(transport.attempts.withLock { $0 } == 1, "one attempt per sync: the transport renews tokens, the loop backs off")
+        #expect(await log.errors().map(\.error.code) == [.unauthorized])
+        #expect(try await client.pendingCount() == 1, "nothing is lost")
+        #expect(try await client.deadLetters().isEmpty, "an auth failure is not the change's fault")
+    }
+
+    @Test func transientFailuresAreRetriedWithBackoff() async throws {
+        // Tried: a server that is unreachable for every push.
+        let transport = RefusingTransport(SyncError(.transportUnavailable, "connection refused"))
+        let client = try SyncClient(
+            namespace: try Namespace("team"), store: InMemoryStore(), transport: transport,
+            configuration: .init(pushAttempts: 4, initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(2))
+        )
+        try await client.upsert(Sample.key("a"), fields: ["v": 1])
+        await #expect(throws: SyncError.self) { try await client.sync() }
+        #expect(transport.attempts.withLock { $0 } == 4)
+        #expect(try await client.pendingCount() == 1)
+    }
+
+    @Test func aStalledOutboxIsReported() async throws {
+        let transport = RefusingTransport(SyncError(.transportUnavailable, "connection refused"))
+        let client = try SyncClient(
+            namespace: try Namespace("team"), store: InMemoryStore(), transport: transport,
+            configuration: .init(
+                pushAttempts: 1, initialBackoff: .milliseconds(5), maxBackoff: .milliseconds(10),
+                stallTimeout: .milliseconds(30)
+            )
+        )
+        let events = client.events
+        try await client.upsert(Sample.key("a"), fields: ["v": 1])
+        client.start()
+        var reason: String?
+        for await event in events {
+            if case .outboxStalled(let why) = event {
+                reason = why
+                break
+            }
+        }
+        await client.stop()
+        #expect(reason?.contains("1 changes pending") == true)
+        #expect(reason?.contains("connection refused") == true)
+    }
+}
