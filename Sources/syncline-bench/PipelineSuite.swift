@@ -16,20 +16,27 @@ struct PipelineSuiteCommand: AsyncParsableCommand {
 
     @OptionGroup var options: SuiteOptions
 
+    @Option(name: .long, help: "Store durability: app (default) or power (an fsync per commit).")
+    var durability: String = "app"
+
     func run() async throws {
-        let report = try await PipelineSuite(options: options).run()
+        guard let durability = Durability(rawValue: durability) else {
+            throw ValidationError("--durability must be app or power, not \(self.durability)")
+        }
+        let report = try await PipelineSuite(options: options, durability: durability).run()
         print(report.render(json: options.json))
     }
 }
 
 struct PipelineSuite {
     var options: SuiteOptions
+    var durability: Durability = .app
 
     func count(_ base: Int) -> Int { max(Int(Double(base) * options.scale), 256) }
 
     func run() async throws -> BenchReport {
         var report = BenchReport(suite: "pipeline")
-        report.notes.append("each writer upserts its own records (4 fields, ~200 bytes); .app durability; median of \(options.repeats) paired runs")
+        report.notes.append("writers upsert records with ascending ids (4 fields, ~200 bytes); .\(durability.rawValue) durability; median of \(options.repeats) paired runs")
         let root = URL(fileURLWithPath: options.directory ?? NSTemporaryDirectory())
             .appendingPathComponent("syncline-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
@@ -48,20 +55,25 @@ struct PipelineSuite {
                 var pairs: [(Double, Double)] = []
                 for _ in 0..<max(options.repeats, 1) {
                     let baseline = try StoreSuite.baseline(
-                        StoreSuite.Case(store: store, durability: .app, perTransaction: 1_000, operations: operations),
+                        StoreSuite.Case(store: store, durability: durability, perTransaction: 1_000, operations: operations),
                         workload: StoreWorkload(count: operations), path: path("baseline")
                     )
-                    let rate = try await Self.throughClient(store: store, path: path("client"), writers: writers, operations: operations)
+                    let rate = try await Self.throughClient(
+                        store: store, path: path("client"), writers: writers, operations: operations, durability: durability
+                    )
                     pairs.append((rate, baseline))
                 }
                 let median = pairs.sorted { $0.0 / $0.1 < $1.0 / $1.1 }[pairs.count / 2]
                 report.rows.append(
-                    BenchRow(name: name, store: store, perTransaction: writers, durability: "app", opsPerSecond: median.0, baselineOpsPerSecond: median.1)
+                    BenchRow(
+                        name: name, store: store, perTransaction: writers, durability: durability.rawValue, opsPerSecond: median.0,
+                        baselineOpsPerSecond: median.1
+                    )
                 )
             }
         }
 
-        if options.only == nil || "e2e_inmemory".contains(options.only!) {
+        if durability == .app && (options.only == nil || "e2e_inmemory".contains(options.only!)) {
             let operations = count(20_000)
             var pairs: [(Double, Double)] = []
             for _ in 0..<max(options.repeats, 1) {
@@ -83,14 +95,19 @@ struct PipelineSuite {
         "list": .string("groceries"),
     ]
 
-    static func open(_ store: String, path: String) throws -> any SyncStore {
-        return store == "sqlite" ? try SQLiteStore(path: path) : try LevelDBStore(path: path)
+    static func open(_ store: String, path: String, durability: Durability) throws -> any SyncStore {
+        let configuration = StoreConfiguration(durability: durability)
+        return store == "sqlite"
+            ? try SQLiteStore(path: path, configuration: configuration)
+            : try LevelDBStore(path: path, configuration: configuration)
     }
 
-    static func throughClient(store: String, path: String, writers: Int, operations: Int) async throws -> Double {
+    static func throughClient(store: String, path: String, writers: Int, operations: Int, durability: Durability) async throws
+        -> Double
+    {
         let namespace = try Namespace("bench")
         let client = try SyncClient(
-            namespace: namespace, store: try open(store, path: path),
+            namespace: namespace, store: try open(store, path: path, durability: durability),
             transport: InMemoryTransport(server: InMemorySyncServer(), namespace: namespace)
         )
         defer { client.close() }
