@@ -1,3 +1,4 @@
+import Synchronization
 import Syncline
 import SynclineTesting
 import Testing
@@ -15,7 +16,7 @@ struct ConflictPolicyTests {
         let (bob, _, _) = try harness.device(kind)
         let aliceTodos = try alice.collection(Todo.self, named: "todos", conflicts: policy)
         let bobTodos = try bob.collection(Todo.self, named: "todos", conflicts: policy)
-        let log = EventLog(alice.events)
+        let log = EventLog(alice)
         try await aliceTodos.upsert(Todo(id: "t1", title: "start", done: false))
         try await alice.sync()
         try await bob.sync()
@@ -42,14 +43,14 @@ struct ConflictPolicyTests {
         let run = try await concurrentTitleEdits(policy: .lastWriterWins)
         #expect(try await title(run.alice) == "bob")
         #expect(try await title(run.bob) == "bob")
-        let reports = await run.aliceEvents.conflicts()
+        let reports = run.aliceEvents.conflicts()
         #expect(reports.count == 1)
         #expect(reports.first?.fields == ["title"] && reports.first?.local["title"] == "alice" && reports.first?.server["title"] == "bob")
         // When Alice's write is the newer one, it wins even though it arrives second.
         let second = try await concurrentTitleEdits(policy: .lastWriterWins, aliceFirstInTime: false)
         #expect(try await title(second.alice) == "alice")
         #expect(try await title(second.bob) == "alice")
-        #expect(await second.aliceEvents.conflicts().isEmpty)
+        #expect(second.aliceEvents.conflicts().isEmpty)
     }
 
     @Test func serverWinsDropsTheLocalEdit() async throws {
@@ -57,7 +58,7 @@ struct ConflictPolicyTests {
         #expect(try await title(run.alice) == "bob")
         #expect(try await title(run.bob) == "bob")
         #expect(try await run.alice.pendingCount() == 0)
-        #expect(await run.aliceEvents.conflicts().map(\.policy) == ["serverWins"])
+        #expect(run.aliceEvents.conflicts().map(\.policy) == ["serverWins"])
     }
 
     @Test func clientWinsForcesTheLocalValue() async throws {
@@ -77,7 +78,7 @@ struct ConflictPolicyTests {
         let merged = Value.string("\"bob\" + \"alice\"")
         #expect(try await title(run.alice) == merged)
         #expect(try await title(run.bob) == merged)
-        #expect(await run.aliceEvents.resolved().count == 1)
+        #expect(run.aliceEvents.resolved().count == 1)
     }
 
     @Test(arguments: StoreKind.persistent)
@@ -112,40 +113,28 @@ struct ConflictPolicyTests {
     }
 }
 
-/// Collects a client's events in the background.
-actor EventLog {
-    private var events: [SyncEvent] = []
-    private var task: Task<Void, Never>?
+/// Collects a client's events synchronously as they are emitted, so what a test reads does not
+/// depend on task scheduling.
+final class EventLog: Sendable {
+    private let events = Mutex<[SyncEvent]>([])
 
-    init(_ stream: AsyncStream<SyncEvent>) {
-        task = nil
-        Task { await self.consume(stream) }
+    init(_ client: SyncClient) {
+        client.observeEvents { [self] event in self.events.withLock { $0.append(event) } }
     }
 
-    private func consume(_ stream: AsyncStream<SyncEvent>) async {
-        for await event in stream { events.append(event) }
+    func conflicts() -> [ConflictReport] {
+        events.withLock { $0.compactMap { if case .conflictDetected(let report) = $0 { return report } else { return nil } } }
     }
 
-    /// Waits a moment for in-flight events to arrive.
-    private func settle() async { try? await Task.sleep(for: .milliseconds(20)) }
-
-    func conflicts() async -> [ConflictReport] {
-        await settle()
-        return events.compactMap { if case .conflictDetected(let report) = $0 { return report } else { return nil } }
+    func connectivity() -> [Connectivity] {
+        events.withLock { $0.compactMap { if case .connectivity(let state) = $0 { return state } else { return nil } } }
     }
 
-    func connectivity() async -> [Connectivity] {
-        await settle()
-        return events.compactMap { if case .connectivity(let state) = $0 { return state } else { return nil } }
+    func errors() -> [SyncErrorEvent] {
+        events.withLock { $0.compactMap { if case .error(let error) = $0 { return error } else { return nil } } }
     }
 
-    func errors() async -> [SyncErrorEvent] {
-        await settle()
-        return events.compactMap { if case .error(let error) = $0 { return error } else { return nil } }
-    }
-
-    func resolved() async -> [ConflictReport] {
-        await settle()
-        return events.compactMap { if case .conflictResolved(let report) = $0 { return report } else { return nil } }
+    func resolved() -> [ConflictReport] {
+        events.withLock { $0.compactMap { if case .conflictResolved(let report) = $0 { return report } else { return nil } } }
     }
 }

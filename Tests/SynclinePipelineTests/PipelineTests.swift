@@ -160,6 +160,8 @@ struct BackgroundSyncTests {
             break
         }
         #expect(arrived)
+        // Alice's own background sync may still be finishing its pull: wait for it.
+        while await alice.status.lastSync == nil { try await Task.sleep(for: .milliseconds(1)) }
         let status = await alice.status
         #expect(status.pending == 0 && status.connectivity == .online && status.lastSync != nil && status.lastError == nil)
         await alice.stop()
@@ -172,7 +174,7 @@ struct BackgroundSyncTests {
     @Test func offlineIsReportedAndRecovers() async throws {
         let harness = Harness()
         let (client, transport, _) = try harness.device()
-        let log = EventLog(client.events)
+        let log = EventLog(client)
         transport.setConnected(false)
         try await client.upsert(Sample.key("x"), fields: ["v": 1])
         await #expect {
@@ -186,7 +188,7 @@ struct BackgroundSyncTests {
         try await client.sync()
         let online = await client.status
         #expect(online.connectivity == .online && online.pending == 0)
-        let connectivity = await log.connectivity()
+        let connectivity = log.connectivity()
         #expect(connectivity == [.offline, .online])
     }
 
@@ -196,7 +198,7 @@ struct BackgroundSyncTests {
         let namespace = try Namespace("team")
         let hostile = HostileTransport(InMemoryTransport(server: server, namespace: namespace))
         let client = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: hostile)
-        let log = EventLog(client.events)
+        let log = EventLog(client)
         for page in HostileTransport.badPages {
             hostile.next.withLock { $0 = page }
             await #expect {
@@ -206,7 +208,15 @@ struct BackgroundSyncTests {
             }
             #expect(try await client.fields(of: Sample.key("evil")) == nil, "nothing of the page was applied")
         }
-        #expect(await log.errors().count == HostileTransport.badPages.count)
+        // Tried: an answer that does not decode (the transport reports it as malformed input).
+        hostile.failure.withLock { $0 = SyncError(.malformedInput, "JSON at byte 3: unexpected character") }
+        await #expect {
+            try await client.sync()
+        } throws: { error in
+            (error as? SyncError)?.code == .malformedInput
+        }
+        hostile.failure.withLock { $0 = nil }
+        #expect(log.errors().count == HostileTransport.badPages.count + 1)
         // With an honest server again, the client works.
         hostile.next.withLock { $0 = nil }
         try await client.upsert(Sample.key("ok"), fields: ["v": 1])
@@ -219,6 +229,7 @@ struct BackgroundSyncTests {
 final class HostileTransport: SyncTransport {
     let base: InMemoryTransport
     let next = Mutex<PullPage?>(nil)
+    let failure = Mutex<SyncError?>(nil)
 
     static let badPages: [PullPage] = {
         let field = FieldState(value: 1, hlc: Sample.hlc(1), seq: 5)
@@ -235,6 +246,7 @@ final class HostileTransport: SyncTransport {
     func push(_ batch: ChangeBatch) async throws -> PushResponse { try await base.push(batch) }
 
     func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+        if let failure = failure.withLock({ $0 }) { throw failure }
         if let page = next.withLock({ $0 }) { return page }
         return try await base.pull(after: cursor, from: position, limit: limit)
     }
@@ -253,7 +265,7 @@ struct DeadLetterTests {
         let client = try SyncClient(
             namespace: namespace, store: try fixture.open(), transport: InMemoryTransport(server: server, namespace: namespace)
         )
-        let log = EventLog(client.events)
+        let log = EventLog(client)
         // Tried: a 2,000-byte field among six good changes in one batch.
         for index in 0..<3 { try await client.upsert(Sample.key("good\(index)"), fields: ["v": .int(Int64(index))]) }
         let poison = try #require(try await client.upsert(Sample.key("poison"), fields: ["blob": .string(String(repeating: "x", count: 2_000))]))
@@ -265,7 +277,7 @@ struct DeadLetterTests {
         let letters = try await client.deadLetters()
         #expect(letters.map(\.change.id) == [poison.id])
         #expect(letters.first?.error.code == .fieldTooLarge)
-        let errors = await log.errors()
+        let errors = log.errors()
         #expect(errors.contains { $0.changeID == poison.id && $0.key == Sample.key("poison") && $0.error.code == .fieldTooLarge })
         #expect(try await client.fields(of: Sample.key("poison")) != nil, "the local value stays until discarded")
 
@@ -310,7 +322,7 @@ struct FailureClassificationTests {
             namespace: try Namespace("team"), store: InMemoryStore(), transport: transport,
             configuration: .init(pushAttempts: 5, initialBackoff: .milliseconds(1))
         )
-        let log = EventLog(client.events)
+        let log = EventLog(client)
         try await client.upsert(Sample.key("a"), fields: ["v": 1])
         await #expect {
             try await client.sync()
@@ -318,7 +330,7 @@ struct FailureClassificationTests {
             (error as? SyncError)?.code == .unauthorized
         }
         #expect(transport.attempts.withLock { $0 } == 1, "one attempt per sync: the transport renews tokens, the loop backs off")
-        #expect(await log.errors().map(\.error.code) == [.unauthorized])
+        #expect(log.errors().map(\.error.code) == [.unauthorized])
         #expect(try await client.pendingCount() == 1, "nothing is lost")
         #expect(try await client.deadLetters().isEmpty, "an auth failure is not the change's fault")
     }

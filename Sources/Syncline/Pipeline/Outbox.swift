@@ -133,6 +133,11 @@ package actor Reconciler {
                 cursor = 0
                 position = 0
                 continue
+            } catch {
+                // Unreachable server, undecodable answer: reported, nothing applied, retried later.
+                stats.errors += 1
+                bus.emit(.error(SyncErrorEvent(error: LocalStore.syncError(error), key: nil, changeID: nil)))
+                throw error
             }
             let keys: [RecordKey]
             do {

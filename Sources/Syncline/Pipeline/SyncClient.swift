@@ -187,6 +187,9 @@ public final class SyncClient: Sendable {
     /// A new subscription to the event bus.
     public var events: AsyncStream<SyncEvent> { bus.subscribe() }
 
+    /// Calls `handler` synchronously with every event as it is emitted (tests and tools).
+    package func observeEvents(_ handler: @escaping @Sendable (SyncEvent) -> Void) { bus.observe(handler) }
+
     /// The device's id (the node of its HLCs).
     public var deviceID: UInt64 { get async { await local.deviceID } }
 

@@ -68,6 +68,8 @@ public struct SyncStats: Sendable, Hashable {
 /// does not keep up loses its oldest undelivered events, never blocks the pipeline.
 public final class EventBus: Sendable {
     private let subscribers = Mutex<[Int: AsyncStream<SyncEvent>.Continuation]>([:])
+    /// Synchronous observers, called inside `emit` (for tests that must not depend on scheduling).
+    private let observers = Mutex<[@Sendable (SyncEvent) -> Void]>([])
     private let nextID = Atomic<Int>(0)
     public let bufferSize: Int
 
@@ -88,6 +90,12 @@ public final class EventBus: Sendable {
         subscribers.withLock { subscribers in
             for continuation in subscribers.values { continuation.yield(event) }
         }
+        for observer in observers.withLock({ $0 }) { observer(event) }
+    }
+
+    /// Calls `handler` with every event, synchronously, as it is emitted. Keep it short.
+    package func observe(_ handler: @escaping @Sendable (SyncEvent) -> Void) {
+        observers.withLock { $0.append(handler) }
     }
 
     public func finish() {
