@@ -66,6 +66,9 @@ final class SQLiteConnection {
 
     var lastError: String { String(cString: sqlite3_errmsg(handle)) }
 
+    /// Rows changed by the last statement.
+    var changes: Int32 { sqlite3_changes(handle) }
+
     func check(_ code: Int32, _ what: @autoclosure () -> String) throws(SyncError) {
         guard code == SQLITE_OK || code == SQLITE_DONE || code == SQLITE_ROW else {
             throw SyncError(.storage, "SQLite failed to \(what()): \(lastError) (\(Self.name(of: code)))", nativeCode: code)

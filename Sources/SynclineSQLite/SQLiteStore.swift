@@ -214,6 +214,18 @@ final class SQLiteStoreConnection: StoreWriter {
         _ = try statement.step()
     }
 
+    func insertRecordIfAbsent(_ record: RecordState) throws -> Bool {
+        let bytes = BinaryCodec.encode(record)
+        try limits.checkSize(of: record, encodedSize: bytes.count)
+        let statement = try connection.statement("INSERT OR IGNORE INTO records(collection, id, state) VALUES (?1, ?2, ?3)")
+        defer { statement.reset() }
+        try statement.bind(1, record.collection.rawValue)
+        try statement.bind(2, record.id.rawValue)
+        try statement.bind(3, blob: bytes)
+        _ = try statement.step()
+        return connection.changes == 1
+    }
+
     func removeRecord(_ key: RecordKey) throws {
         let statement = try connection.statement("DELETE FROM records WHERE collection = ?1 AND id = ?2")
         try statement.bind(1, key.collection.rawValue)

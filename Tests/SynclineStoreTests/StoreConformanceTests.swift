@@ -24,6 +24,24 @@ struct StoreConformanceTests {
     }
 
     @Test(arguments: StoreKind.allCases)
+    func insertIfAbsentNeverOverwrites(_ kind: StoreKind) throws {
+        let store = try StoreFixture(kind).open()
+        let first = Sample.record("a", fields: ["v": 1])
+        let second = Sample.record("a", fields: ["v": 2])
+        let results = try store.write { tx in [try tx.insertRecordIfAbsent(first), try tx.insertRecordIfAbsent(second)] }
+        #expect(results == [true, false])
+        #expect(try store.read { tx in try tx.record(first.key) } == first)
+        // Tried: an oversized record: refused with a typed error even though the key is new.
+        let huge = Sample.record("b", fields: ["x": .string(String(repeating: "y", count: 300 * 1024))])
+        #expect {
+            _ = try store.write { tx in try tx.insertRecordIfAbsent(huge) }
+        } throws: { error in
+            (error as? SyncError)?.code == .fieldTooLarge
+        }
+        #expect(try store.read { tx in try tx.record(huge.key) } == nil)
+    }
+
+    @Test(arguments: StoreKind.allCases)
     func reopenKeepsEverything(_ kind: StoreKind) throws {
         let fixture = try StoreFixture(kind)
         var store = try fixture.open()

@@ -99,6 +99,21 @@ package actor LocalStore {
         _ mutation: Mutation, hlc: HLC, id: EventID, limits: Limits, _ tx: any StoreWriter
     ) throws -> MutationOutcome {
         let key = mutation.key
+        if case .upsert(_, let fields, _, let priority, let mode) = mutation {
+            // The common case, a new record, in one step: insert it unless it exists.
+            let change = Change(
+                id: id, collection: key.collection, record: key.id, operation: .upsert, fields: fields, hlc: hlc, base: 0,
+                mode: mode
+            )
+            try change.validate(limits)
+            let created = RecordState(
+                collection: key.collection, id: key.id, pendingFields: fields.mapValues { FieldState(value: $0, hlc: hlc, seq: 0) }
+            )
+            if try tx.insertRecordIfAbsent(created) {
+                try tx.enqueue(change, priority: priority)
+                return MutationOutcome(change: change, record: created)
+            }
+        }
         var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
         switch mutation {
         case .upsert(_, let fields, let replace, let priority, let mode):

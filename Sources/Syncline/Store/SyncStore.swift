@@ -97,6 +97,9 @@ public protocol StoreWriter: StoreReader {
     /// Inserts or replaces a record.
     /// - Throws: ``SyncError`` `.fieldTooLarge` / `.recordTooLarge` naming the field or record.
     func putRecord(_ state: RecordState) throws
+    /// Inserts the record only when none has its key; `false` (and nothing written) otherwise.
+    /// Lets a store answer "is it new?" and write it in one step.
+    func insertRecordIfAbsent(_ state: RecordState) throws -> Bool
     func removeRecord(_ key: RecordKey) throws
 
     /// A new outbox position, greater than every position in the outbox.
@@ -114,6 +117,13 @@ public protocol StoreWriter: StoreReader {
 }
 
 extension StoreWriter {
+    public func insertRecordIfAbsent(_ state: RecordState) throws -> Bool {
+        try limits.checkSize(of: state, encodedSize: BinaryCodec.encode(state).count)
+        guard try record(state.key) == nil else { return false }
+        try putRecord(state)
+        return true
+    }
+
     /// Queues a change, coalescing it into the record's last queued entry when that one was never
     /// sent (see ``Change/coalescing(_:)``).
     ///
