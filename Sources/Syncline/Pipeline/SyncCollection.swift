@@ -65,10 +65,11 @@ public struct SyncCollection<Model: Codable & Identifiable & Sendable>: Sendable
         let name = self.name
         return AsyncStream(bufferingPolicy: .bufferingNewest(1)) { continuation in
             let task = Task {
+                // A snapshot that cannot be read or decoded is skipped (the stream cannot throw);
+                // the next change brings a new one.
                 if let snapshot = try? await collection.all() { continuation.yield(snapshot) }
                 for await event in events {
                     guard case .recordsChanged(let keys, _) = event, keys.contains(where: { $0.collection == name }) else { continue }
-                    // A snapshot that fails to decode is skipped; the next change brings a new one.
                     if let snapshot = try? await collection.all() { continuation.yield(snapshot) }
                 }
                 continuation.finish()
