@@ -178,8 +178,8 @@ final class LevelDBStoreState {
         self.database = database
         do {
             try database.scan(prefix: LevelDBKey.outboxPrefix) { _, value in
-                let entry = try BinaryCodec.decodeOutboxEntry(value)
-                index.load(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
+                let entry = try BinaryCodec.decodeOutboxEntryIndex(value)
+                index.load(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.key))
                 return true
             }
         } catch let error as SyncError {

@@ -57,6 +57,8 @@ struct CodecPropertyTests {
                 sent: model.chance(0.5)
             )
             #expect(try BinaryCodec.decodeOutboxEntry(BinaryCodec.encode(entry)) == entry)
+            let index = try BinaryCodec.decodeOutboxEntryIndex(BinaryCodec.encode(entry))
+            #expect(index.seq == entry.seq && index.priority == entry.priority && index.key == entry.change.key)
             let conflict = StoredConflict(
                 id: model.eventID(), collection: model.collection(), record: model.recordID(), fieldNames: ["a", "b"],
                 local: model.fields(), server: model.fieldStates(), detected: model.hlc()

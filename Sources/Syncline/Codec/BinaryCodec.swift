@@ -193,6 +193,22 @@ public enum BinaryCodec {
         return OutboxEntry(seq: seq, priority: priority, change: change, sent: sent)
     }
 
+    /// Reads only the position, priority and record of an outbox entry (what an index needs),
+    /// without decoding the change's values.
+    public static func decodeOutboxEntryIndex(_ bytes: [UInt8]) throws(SyncError) -> (seq: UInt64, priority: Priority, key: RecordKey) {
+        var reader = try open(bytes, .outboxEntry)
+        let seq = try reader.readVarint()
+        let rawPriority = try reader.readByte()
+        guard let priority = Priority(rawValue: rawPriority) else {
+            throw SyncError.malformed("outbox priority \(rawPriority) is unknown")
+        }
+        _ = try reader.readBool()
+        _ = try reader.readEventID()
+        let collection = try reader.readCollection()
+        let record = try reader.readRecordID()
+        return (seq, priority, RecordKey(collection: collection, id: record))
+    }
+
     /// Encodes a stored conflict for a store.
     public static func encode(_ conflict: StoredConflict) -> [UInt8] {
         var writer = header(.storedConflict, capacity: 128)
