@@ -39,11 +39,12 @@ struct PipelineTests {
         let aliceTodos = try alice.collection(Todo.self, named: "todos")
         let bobTodos = try bob.collection(Todo.self, named: "todos")
 
-        try await aliceTodos.upsert(Todo(id: "1", title: "Buy milk", done: false))
+        let first = try #require(try await aliceTodos.upsert(Todo(id: "1", title: "Buy milk", done: false)))
         #expect(try await aliceTodos.get(id: "1")?.title == "Buy milk", "local reads see the write at once")
         #expect(try await alice.pendingCount() == 1)
         let pushed = try await alice.sync()
         #expect(pushed.pushed == 1)
+        #expect(pushed.bytesUp == BinaryCodec.encode(ChangeBatch(changes: [first])).count, "bytes up are the batch's binary size")
         #expect(try await alice.pendingCount() == 0)
 
         let pulled = try await bob.sync()

@@ -18,15 +18,6 @@ extension Value {
     /// The deepest nesting of arrays and objects any codec accepts.
     public static let maxDepth = 64
 
-    /// The nesting depth: 0 for a scalar, 1 for a flat array or object.
-    public var depth: Int {
-        switch self {
-        case .array(let items): return 1 + (items.map(\.depth).max() ?? 0)
-        case .object(let members): return 1 + (members.values.map(\.depth).max() ?? 0)
-        default: return 0
-        }
-    }
-
     /// The number of bytes this value takes in the binary codec (an exact figure, used for limits).
     public var encodedSize: Int {
         var writer = BinaryWriter()

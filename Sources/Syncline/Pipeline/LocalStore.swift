@@ -19,6 +19,12 @@ package struct MutationOutcome: Sendable {
     package var record: RecordState?
 }
 
+/// An outbox entry on its way to the transport, with its size in the binary codec.
+package struct QueuedChange: Sendable {
+    package var entry: OutboxEntry
+    package var bytes: Int
+}
+
 /// What applying a push response did.
 package struct AckOutcome: Sendable {
     package var acknowledged = 0
@@ -172,23 +178,24 @@ package actor LocalStore {
 
     // MARK: Outbox
 
-    /// The next batch in drain order, cut by count and encoded bytes, marked as sent.
-    package func nextBatch(maxChanges: Int, maxBytes: Int) throws -> [OutboxEntry] {
+    /// The next batch in drain order, cut by count and encoded bytes, marked as sent. Each entry
+    /// comes with its encoded size, measured once here.
+    package func nextBatch(maxChanges: Int, maxBytes: Int) throws -> [QueuedChange] {
         try store.write { tx in
-            var batch: [OutboxEntry] = []
+            var batch: [QueuedChange] = []
             var bytes = 0
             for entry in try tx.outbox(limit: maxChanges) {
-                let size = Self.estimatedSize(entry.change)
+                let size = Self.encodedSize(entry.change)
                 if !batch.isEmpty && bytes + size > maxBytes { break }
-                batch.append(entry)
+                batch.append(QueuedChange(entry: entry, bytes: size))
                 bytes += size
             }
-            try tx.markSent(batch.filter { !$0.sent }.map(\.seq))
+            try tx.markSent(batch.filter { !$0.entry.sent }.map(\.entry.seq))
             return batch
         }
     }
 
-    static func estimatedSize(_ change: Change) -> Int {
+    static func encodedSize(_ change: Change) -> Int {
         var writer = BinaryWriter(capacity: 128)
         writer.write(change)
         return writer.bytes.count

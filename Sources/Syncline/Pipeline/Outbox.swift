@@ -34,9 +34,9 @@ package actor Outbox {
         var done = 0
         var bytesDone = 0
         while true {
-            let entries = try await local.nextBatch(maxChanges: configuration.maxBatchChanges, maxBytes: configuration.maxBatchBytes)
-            if entries.isEmpty { return }
-            try await send(entries, policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
+            let queued = try await local.nextBatch(maxChanges: configuration.maxBatchChanges, maxBytes: configuration.maxBatchBytes)
+            if queued.isEmpty { return }
+            try await send(queued, policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
         }
     }
 
@@ -44,24 +44,28 @@ package actor Outbox {
     /// size, the batch is split in halves (order kept) until the bad change stands alone, and that
     /// one is dead-lettered while the rest flow.
     private func send(
-        _ entries: [OutboxEntry], policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats,
+        _ queued: [QueuedChange], policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats,
         done: inout Int, bytesDone: inout Int, total: Int
     ) async throws {
+        let entries = queued.map(\.entry)
         let batch = ChangeBatch(changes: entries.map(\.change))
-        let bytes = BinaryCodec.encode(batch).count
+        // The batch's binary size: header, count, and the sizes measured when it was cut.
+        var count = BinaryWriter(capacity: 10)
+        count.writeVarint(UInt64(queued.count))
+        let bytes = 4 + count.bytes.count + queued.reduce(0) { $0 + $1.bytes }
         let response: PushResponse
         do {
             response = try await pushWithRetry(batch, stats: &stats)
         } catch let error as SyncError where error.code.isPermanentForContent || error.code == .batchTooLarge {
-            if entries.count == 1 {
+            if queued.count == 1 {
                 let letter = try await local.deadLetter(entries[0], error: error)
                 bus.emit(.error(SyncErrorEvent(error: error, key: letter.change.key, changeID: letter.change.id)))
                 done += 1
                 return
             }
-            let middle = entries.count / 2
-            try await send(Array(entries[..<middle]), policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
-            try await send(Array(entries[middle...]), policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
+            let middle = queued.count / 2
+            try await send(Array(queued[..<middle]), policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
+            try await send(Array(queued[middle...]), policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
             return
         }
         let outcome = try await local.applyPushResponse(entries, response, policy: policy)
