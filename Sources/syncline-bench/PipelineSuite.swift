@@ -53,15 +53,17 @@ struct PipelineSuite {
                 if let only = options.only, !"\(store)_\(name)".contains(only) && name != only { continue }
                 let operations = count(writers == 1 ? 10_000 : 40_000)
                 var pairs: [(Double, Double)] = []
+                var groups: [Double] = []
                 for _ in 0..<max(options.repeats, 1) {
                     let baseline = try StoreSuite.baseline(
                         StoreSuite.Case(store: store, durability: durability, perTransaction: 1_000, operations: operations),
                         workload: StoreWorkload(count: operations), path: path("baseline")
                     )
-                    let rate = try await Self.throughClient(
+                    let (rate, group) = try await Self.throughClient(
                         store: store, path: path("client"), writers: writers, operations: operations, durability: durability
                     )
                     pairs.append((rate, baseline))
+                    groups.append(group)
                 }
                 let median = pairs.sorted { $0.0 / $0.1 < $1.0 / $1.1 }[pairs.count / 2]
                 report.rows.append(
@@ -70,6 +72,7 @@ struct PipelineSuite {
                         baselineOpsPerSecond: median.1
                     )
                 )
+                report.notes.append("\(store)_\(name): \(String(format: "%.1f", groups.reduce(0, +) / Double(groups.count))) writes per transaction on average")
             }
         }
 
@@ -103,7 +106,7 @@ struct PipelineSuite {
     }
 
     static func throughClient(store: String, path: String, writers: Int, operations: Int, durability: Durability) async throws
-        -> Double
+        -> (rate: Double, writesPerTransaction: Double)
     {
         let namespace = try Namespace("bench")
         let client = try SyncClient(
@@ -130,7 +133,8 @@ struct PipelineSuite {
                 try await group.waitForAll()
             }
         }
-        return rate
+        let (transactions, writes) = (await client.ingest.transactions, await client.ingest.writes)
+        return (rate, Double(writes) / Double(max(transactions, 1)))
     }
 
     static func changes(_ operations: Int, node: UInt64) throws -> [Change] {

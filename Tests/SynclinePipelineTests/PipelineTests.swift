@@ -65,6 +65,37 @@ struct PipelineTests {
         #expect(try await bobTodos.all().isEmpty)
     }
 
+    @Test(arguments: WireCodec.Format.allCases)
+    func batchesAreCompressedOnTheWireAboveTheThreshold(_ format: WireCodec.Format) async throws {
+        let server = InMemorySyncServer()
+        let namespace = try Namespace("team")
+        let wire = WireCodec(format: format, compressionThreshold: 1_024)
+        func device() throws -> SyncClient {
+            try SyncClient(namespace: namespace, store: InMemoryStore(), transport: InMemoryTransport(server: server, namespace: namespace, wire: wire))
+        }
+        let alice = try device()
+        let bob = try device()
+        let todos = try alice.collection(Todo.self, named: "todos")
+        var written: [Change] = []
+        for index in 0..<300 {
+            written.append(try #require(try await todos.upsert(Todo(id: "t\(index)", title: "water the plants, pot \(index)", done: false))))
+        }
+        let raw = format == .binary
+            ? BinaryCodec.encode(ChangeBatch(changes: written)).count : try JSONCodec.encode(ChangeBatch(changes: written)).count
+        let pushed = try await alice.sync()
+        #expect(pushed.pushed == 300)
+        #expect(pushed.bytesUp * 3 < raw, "300 changes (\(raw) bytes in \(format)) travel deflated: \(pushed.bytesUp) bytes")
+        let pulled = try await bob.sync()
+        #expect(pulled.pulled == 300)
+        #expect(pulled.bytesDown > 0 && pulled.bytesDown * 2 < raw, "the page comes deflated too: \(pulled.bytesDown) bytes")
+        #expect(try await bob.collection(Todo.self, named: "todos").get(id: "t299")?.title == "water the plants, pot 299")
+
+        // One small change stays under the threshold: sent as is.
+        let small = try #require(try await todos.update(id: "t1") { $0.done = true })
+        let plainBytes = format == .binary ? BinaryCodec.encode(ChangeBatch(changes: [small])).count : try JSONCodec.encode(ChangeBatch(changes: [small])).count
+        #expect(try await alice.sync().bytesUp == plainBytes)
+    }
+
     @Test func invalidInputIsATypedErrorAndWritesNothing() async throws {
         let harness = Harness()
         let (client, _, _) = try harness.device()

@@ -3,6 +3,10 @@ import Synchronization
 /// A ``SyncTransport`` to an ``InMemorySyncServer``, with fault injection: requests dropped before
 /// the server sees them, responses dropped after it committed, duplicated requests, delays, and
 /// disconnection. Faults are drawn from a seeded generator, so a run replays from its seed.
+///
+/// With a ``WireCodec``, every request and answer is encoded, compressed above the codec's
+/// threshold, and decoded again on the other side, as on a network, and ``traffic`` counts the
+/// bytes.
 public final class InMemoryTransport: SyncTransport {
     /// How often each fault happens (probabilities from 0 to 1).
     public struct Faults: Sendable {
@@ -32,16 +36,24 @@ public final class InMemoryTransport: SyncTransport {
         var random: FaultRandom
         var connected = true
         var counts: [String: Int] = [:]
+        var traffic = TransportTraffic()
     }
 
     public let server: InMemorySyncServer
     public let namespace: Namespace
+    /// When set, messages go through this codec's bytes.
+    public let wire: WireCodec?
     private let state: Mutex<State>
 
-    public init(server: InMemorySyncServer, namespace: Namespace, faults: Faults = .none, seed: UInt64 = 1) {
+    public init(server: InMemorySyncServer, namespace: Namespace, faults: Faults = .none, seed: UInt64 = 1, wire: WireCodec? = nil) {
         self.server = server
         self.namespace = namespace
+        self.wire = wire
         state = Mutex(State(faults: faults, random: FaultRandom(seed: seed)))
+    }
+
+    public var traffic: TransportTraffic? {
+        wire == nil ? nil : state.withLock { $0.traffic }
     }
 
     /// Takes the device off the network (every call fails) or back on.
@@ -93,13 +105,38 @@ public final class InMemoryTransport: SyncTransport {
         case .dropRequest:
             throw SyncError(.transportUnavailable, "injected fault: the push request was lost")
         case .dropResponse:
-            _ = try await server.push(batch, namespace: namespace)
+            _ = try await exchange(batch)
             throw SyncError(.transportUnavailable, "injected fault: the push response was lost after the server committed")
         case .duplicate:
-            _ = try await server.push(batch, namespace: namespace)
-            return try await server.push(batch, namespace: namespace)
+            _ = try await exchange(batch)
+            return try await exchange(batch)
         case .proceed:
-            return try await server.push(batch, namespace: namespace)
+            return try await exchange(batch)
+        }
+    }
+
+    /// One push as the server sees it: through the wire codec's bytes when there is one.
+    private func exchange(_ batch: ChangeBatch) async throws -> PushResponse {
+        guard let wire else { return try await server.push(batch, namespace: namespace) }
+        let request = try wire.encode(batch)
+        count(sent: request.bytes.count)
+        let response = try wire.encode(try await server.push(wire.decodeChangeBatch(request), namespace: namespace))
+        count(received: response.bytes.count)
+        return try wire.decodePushResponse(response)
+    }
+
+    private func fetch(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+        let page = try await server.pull(namespace: namespace, after: cursor, from: position, limit: limit)
+        guard let wire else { return page }
+        let body = try wire.encode(page)
+        count(received: body.bytes.count)
+        return try wire.decodePullPage(body)
+    }
+
+    private func count(sent: Int = 0, received: Int = 0) {
+        state.withLock {
+            $0.traffic.bytesSent += sent
+            $0.traffic.bytesReceived += received
         }
     }
 
@@ -111,7 +148,7 @@ public final class InMemoryTransport: SyncTransport {
         case .dropRequest, .dropResponse:
             throw SyncError(.transportUnavailable, "injected fault: the pull was lost")
         case .duplicate, .proceed:
-            return try await server.pull(namespace: namespace, after: cursor, from: position, limit: limit)
+            return try await fetch(after: cursor, from: position, limit: limit)
         }
     }
 

@@ -31,6 +31,10 @@ package actor Ingest {
             for ((_, waiting), result) in zip(batch, results) {
                 if let waiting { waiting.resume(with: result.mapError { $0 as any Error }) } else { own = result }
             }
+            // Writers just resumed usually write again at once: let them queue up before the next
+            // transaction is cut, so it carries them all instead of the few that came first. A lone
+            // writer (nothing pending) does not wait.
+            if !pending.isEmpty { await Task.yield() }
             batch = pending.map { ($0.0, $0.1) }
             pending = []
         }

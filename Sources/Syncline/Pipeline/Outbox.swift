@@ -54,6 +54,7 @@ package actor Outbox {
         count.writeVarint(UInt64(queued.count))
         let bytes = 4 + count.bytes.count + queued.reduce(0) { $0 + $1.bytes }
         let response: PushResponse
+        let trafficBefore = transport.traffic
         do {
             response = try await pushWithRetry(batch, stats: &stats)
         } catch let error as SyncError where error.code.isPermanentForContent || error.code == .batchTooLarge {
@@ -72,7 +73,13 @@ package actor Outbox {
         done += outcome.acknowledged
         bytesDone += bytes
         stats.pushed += outcome.acknowledged
-        stats.bytesUp += bytes
+        if let before = trafficBefore, let after = transport.traffic {
+            // What crossed the wire, compressed, retries included.
+            stats.bytesUp += after.bytesSent - before.bytesSent
+            stats.bytesDown += after.bytesReceived - before.bytesReceived
+        } else {
+            stats.bytesUp += bytes
+        }
         stats.conflicts += outcome.detected.count
         stats.resolved += outcome.resolved.count
         for report in outcome.detected { bus.emit(.conflictDetected(report)) }
@@ -129,6 +136,7 @@ package actor Reconciler {
         var position = cursor
         while true {
             let page: PullPage
+            let trafficBefore = transport.traffic
             do {
                 page = try await transport.pull(after: cursor, from: position, limit: pageSize)
             } catch let error as SyncError where error.code == .resyncRequired && resyncs == 0 {
@@ -153,7 +161,12 @@ package actor Reconciler {
             }
             done += page.changes.count
             stats.pulled += page.changes.count
-            stats.bytesDown += BinaryCodec.encode(page).count
+            if let before = trafficBefore, let after = transport.traffic {
+                stats.bytesDown += after.bytesReceived - before.bytesReceived
+                stats.bytesUp += after.bytesSent - before.bytesSent
+            } else {
+                stats.bytesDown += BinaryCodec.encode(page).count
+            }
             bus.emit(.pullProgress(done: done, total: done + Int(clamping: page.remaining)))
             if !keys.isEmpty { bus.emit(.recordsChanged(keys, origin: .remote)) }
             if !page.hasMore { return }

@@ -13,4 +13,11 @@ public protocol SyncTransport: Sendable {
     /// The server's head after every commit, for live updates; a transport without a live channel
     /// returns a stream that finishes at once.
     func liveHeads() async -> AsyncStream<UInt64>
+    /// Bytes sent and received on the wire so far, after compression; `nil` for a transport
+    /// without a wire (sync statistics then count the binary codec's size).
+    var traffic: TransportTraffic? { get }
+}
+
+extension SyncTransport {
+    public var traffic: TransportTraffic? { nil }
 }
