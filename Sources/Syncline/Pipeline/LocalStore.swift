@@ -101,6 +101,9 @@ package actor LocalStore {
         }
     }
 
+    /// Applies one mutation. An upsert's fields were validated when the mutation was made (by
+    /// ``SyncClient``, on the caller's task, so group commit does not do it serially); a delta is
+    /// a subset of them, plus nulls for fields the record already has.
     private static func apply(
         _ mutation: Mutation, hlc: HLC, id: EventID, limits: Limits, _ tx: any StoreWriter
     ) throws -> MutationOutcome {
@@ -111,12 +114,11 @@ package actor LocalStore {
                 id: id, collection: key.collection, record: key.id, operation: .upsert, fields: fields, hlc: hlc, base: 0,
                 mode: mode
             )
-            try change.validate(limits)
             let created = RecordState(
                 collection: key.collection, id: key.id, pendingFields: fields.mapValues { FieldState(value: $0, hlc: hlc, seq: 0) }
             )
             if try tx.insertRecordIfAbsent(created) {
-                try tx.enqueue(change, priority: priority)
+                try tx.enqueueFirst(change, priority: priority)
                 return MutationOutcome(change: change, record: created)
             }
         }
@@ -134,7 +136,6 @@ package actor LocalStore {
                 id: id, collection: key.collection, record: key.id, operation: .upsert, fields: delta, hlc: hlc,
                 base: record.seq, mode: mode
             )
-            try change.validate(limits)
             if let deletedLocally = record.pendingDelete {
                 // Re-created after a local delete not yet confirmed: only the new fields are visible.
                 record.fields = [:]

@@ -153,6 +153,14 @@ extension StoreWriter {
         return entry
     }
 
+    /// Queues the first change of a record that has nothing queued (one just created: records are
+    /// never removed, and entries are only written with their record), without looking for
+    /// earlier entries to coalesce with or promote.
+    package func enqueueFirst(_ change: Change, priority: Priority) throws {
+        try limits.checkSize(of: change)
+        try putOutboxEntry(OutboxEntry(seq: try allocateOutboxSeq(), priority: priority, change: change))
+    }
+
     /// Marks entries as handed to a transport, so nothing is coalesced into them any more.
     public func markSent(_ seqs: [UInt64]) throws {
         for seq in seqs {
