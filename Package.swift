@@ -15,11 +15,22 @@ let package = Package(
         .library(name: "Syncline", targets: ["Syncline"]),
         .library(name: "SynclineSQLite", targets: ["SynclineSQLite"]),
         .library(name: "SynclineLevelDB", targets: ["SynclineLevelDB"]),
+        .library(name: "SynclineNetwork", targets: ["SynclineNetwork"]),
+        .library(name: "SynclineServer", targets: ["SynclineServer"]),
+        .executable(name: "syncline-server", targets: ["syncline-server"]),
         .executable(name: "syncline-bench", targets: ["syncline-bench"]),
         .executable(name: "syncline-store-tour", targets: ["syncline-store-tour"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // C libraries from Debian: libsqlite3-dev, libleveldb-dev, zlib1g-dev (Scripts/bootstrap.sh installs them).
@@ -30,6 +41,42 @@ let package = Package(
         .target(name: "Syncline", dependencies: ["CZlib"], swiftSettings: swiftSettings),
         .target(name: "SynclineSQLite", dependencies: ["Syncline", "CSQLite"], swiftSettings: swiftSettings),
         .target(name: "SynclineLevelDB", dependencies: ["Syncline", "CLevelDB"], swiftSettings: swiftSettings),
+        .target(
+            name: "SynclineNetwork",
+            dependencies: [
+                "Syncline",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SynclineServer",
+            dependencies: [
+                "Syncline", "SynclineSQLite", "CSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "syncline-server",
+            dependencies: [
+                "SynclineServer", "Syncline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SynclineTesting",
             dependencies: ["Syncline", "SynclineSQLite", "SynclineLevelDB"],
@@ -62,6 +109,20 @@ let package = Package(
         .testTarget(
             name: "SynclinePipelineTests",
             dependencies: ["Syncline", "SynclineSQLite", "SynclineLevelDB", "SynclineTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SynclineServerTests",
+            dependencies: [
+                "Syncline", "SynclineServer", "SynclineNetwork", "SynclineSQLite", "SynclineLevelDB", "SynclineTesting",
+                "syncline-server",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

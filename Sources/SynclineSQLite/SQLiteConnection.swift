@@ -1,16 +1,16 @@
 import CSQLite
-import Syncline
+package import Syncline
 
 /// `SQLITE_TRANSIENT`, which Swift does not import: SQLite copies the bound bytes.
 let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// One SQLite connection. Not thread-safe: one owner (``SQLiteStore``'s lock) uses it at a time.
-final class SQLiteConnection {
+package final class SQLiteConnection {
     let handle: OpaquePointer
     /// Prepared statements by the address of their SQL literal: a lookup hashes one pointer.
     private var statements: [UnsafeRawPointer: SQLiteStatement] = [:]
 
-    init(path: String, flags: Int32) throws(SyncError) {
+    package init(path: String, flags: Int32) throws(SyncError) {
         var handle: OpaquePointer?
         let code = sqlite3_open_v2(path, &handle, flags | SQLITE_OPEN_NOMUTEX, nil)
         guard code == SQLITE_OK, let handle else {
@@ -28,7 +28,7 @@ final class SQLiteConnection {
     }
 
     /// Runs one or more statements without results.
-    func execute(_ sql: String) throws(SyncError) {
+    package func execute(_ sql: String) throws(SyncError) {
         var errorMessage: UnsafeMutablePointer<CChar>?
         let code = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
         if code != SQLITE_OK {
@@ -39,7 +39,7 @@ final class SQLiteConnection {
     }
 
     /// A prepared statement, prepared once and reused: callers reset it after use.
-    func statement(_ sql: StaticString) throws(SyncError) -> SQLiteStatement {
+    package func statement(_ sql: StaticString) throws(SyncError) -> SQLiteStatement {
         let key = UnsafeRawPointer(sql.utf8Start)
         if let cached = statements[key] { return cached }
         var pointer: OpaquePointer?
@@ -57,25 +57,25 @@ final class SQLiteConnection {
     }
 
     /// Reads one integer (a pragma, a count).
-    func integer(_ sql: StaticString) throws(SyncError) -> Int64 {
+    package func integer(_ sql: StaticString) throws(SyncError) -> Int64 {
         let statement = try self.statement(sql)
         defer { statement.reset() }
         guard try statement.step() else { throw SyncError(.storage, "SQLite returned no row for \(sql)") }
         return statement.int64(0)
     }
 
-    var lastError: String { String(cString: sqlite3_errmsg(handle)) }
+    package var lastError: String { String(cString: sqlite3_errmsg(handle)) }
 
     /// Rows changed by the last statement.
-    var changes: Int32 { sqlite3_changes(handle) }
+    package var changes: Int32 { sqlite3_changes(handle) }
 
-    func check(_ code: Int32, _ what: @autoclosure () -> String) throws(SyncError) {
+    package func check(_ code: Int32, _ what: @autoclosure () -> String) throws(SyncError) {
         guard code == SQLITE_OK || code == SQLITE_DONE || code == SQLITE_ROW else {
             throw SyncError(.storage, "SQLite failed to \(what()): \(lastError) (\(Self.name(of: code)))", nativeCode: code)
         }
     }
 
-    static func name(of code: Int32) -> String {
+    package static func name(of code: Int32) -> String {
         switch code & 0xFF {
         case SQLITE_BUSY: return "SQLITE_BUSY"
         case SQLITE_LOCKED: return "SQLITE_LOCKED"
@@ -92,26 +92,26 @@ final class SQLiteConnection {
 }
 
 /// A prepared statement owned by its connection.
-final class SQLiteStatement {
+package final class SQLiteStatement {
     let handle: OpaquePointer
     private unowned let connection: SQLiteConnection
 
-    init(_ handle: OpaquePointer, connection: SQLiteConnection) {
+    package init(_ handle: OpaquePointer, connection: SQLiteConnection) {
         self.handle = handle
         self.connection = connection
     }
 
     deinit { sqlite3_finalize(handle) }
 
-    func bind(_ index: Int32, _ text: String) throws(SyncError) {
+    package func bind(_ index: Int32, _ text: String) throws(SyncError) {
         try connection.check(sqlite3_bind_text(handle, index, text, -1, sqliteTransient), "bind text")
     }
 
-    func bind(_ index: Int32, _ value: Int64) throws(SyncError) {
+    package func bind(_ index: Int32, _ value: Int64) throws(SyncError) {
         try connection.check(sqlite3_bind_int64(handle, index, value), "bind an integer")
     }
 
-    func bind(_ index: Int32, blob: [UInt8]) throws(SyncError) {
+    package func bind(_ index: Int32, blob: [UInt8]) throws(SyncError) {
         let code = blob.withUnsafeBytes { buffer in
             buffer.isEmpty
                 ? sqlite3_bind_zeroblob(handle, index, 0)
@@ -121,7 +121,7 @@ final class SQLiteStatement {
     }
 
     /// Steps once: `true` when a row is available, `false` when done.
-    func step() throws(SyncError) -> Bool {
+    package func step() throws(SyncError) -> Bool {
         let code = sqlite3_step(handle)
         switch code {
         case SQLITE_ROW: return true
@@ -136,25 +136,25 @@ final class SQLiteStatement {
     }
 
     /// Steps a statement that returns no rows, then resets it.
-    func run() throws(SyncError) {
+    package func run() throws(SyncError) {
         defer { reset() }
         _ = try step()
     }
 
     /// Makes the statement ready to run again; every use binds all of its parameters anew.
-    func reset() {
+    package func reset() {
         sqlite3_reset(handle)
     }
 
-    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    package func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
 
-    func text(_ column: Int32) -> String {
+    package func text(_ column: Int32) -> String {
         guard let pointer = sqlite3_column_text(handle, column) else { return "" }
         let count = Int(sqlite3_column_bytes(handle, column))
         return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
     }
 
-    func blob(_ column: Int32) -> [UInt8] {
+    package func blob(_ column: Int32) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(handle, column))
         guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return [] }
         return Array(UnsafeRawBufferPointer(start: pointer, count: count))

@@ -56,7 +56,7 @@ final class Simulation {
 
     let kind: StoreKind
     let seed: UInt64
-    let server = InMemorySyncServer()
+    let server: InMemorySyncServer
     let namespace = try! Namespace("sim")
     let collection = try! CollectionName("items")
     let time = SimulatedTime()
@@ -73,6 +73,9 @@ final class Simulation {
     init(kind: StoreKind, seed: UInt64) throws {
         self.kind = kind
         self.seed = seed
+        let time = self.time
+        // The server's clock is the simulation's too: device clocks are within ±2 s of it.
+        server = InMemorySyncServer(configuration: .init(clock: { time.now }))
         random = SeededRandom(seed: seed)
         for index in 0..<ConvergenceTests.devices {
             let fixture = try StoreFixture(kind)

@@ -16,16 +16,27 @@ public actor InMemorySyncServer {
         public var clock: @Sendable () -> UInt64
         /// Field and record sizes accepted; a batch with a change over them is refused whole.
         public var limits: Limits
+        /// How far (milliseconds) a change's HLC may be ahead of `clock`. Default 5 minutes.
+        public var maxClockSkewMillis: UInt64
 
         public init(
             maxBatchChanges: Int = 5_000, idempotencyWindow: Int = 1_000_000, maxPageSize: Int = 1_000,
-            clock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() }, limits: Limits = .default
+            clock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() }, limits: Limits = .default,
+            maxClockSkewMillis: UInt64 = 300_000
         ) {
+            self.maxClockSkewMillis = maxClockSkewMillis
             self.limits = limits
             self.maxBatchChanges = maxBatchChanges
             self.idempotencyWindow = idempotencyWindow
             self.maxPageSize = maxPageSize
             self.clock = clock
+        }
+
+        /// The shared engine's view of these limits.
+        var engine: ServerEngine.Configuration {
+            ServerEngine.Configuration(
+                maxBatchChanges: maxBatchChanges, maxPageSize: maxPageSize, limits: limits, maxClockSkewMillis: maxClockSkewMillis
+            )
         }
     }
 
@@ -43,96 +54,55 @@ public actor InMemorySyncServer {
     /// Applies a batch in order, each change once.
     /// - Throws: ``SyncError`` `.batchTooLarge` when the batch has more changes than allowed; the
     ///   change's validation error (`.fieldTooLarge`, `.invalidFieldName`, ...) when one change is
-    ///   invalid. Either way nothing of the batch is applied.
+    ///   invalid; `.clockSkew` when a change's HLC is too far ahead of server time. Either way
+    ///   nothing of the batch is applied.
     public func push(_ batch: ChangeBatch, namespace: Namespace) throws(SyncError) -> PushResponse {
-        guard batch.changes.count <= configuration.maxBatchChanges else {
-            throw SyncError(
-                .batchTooLarge,
-                "a batch of \(batch.changes.count) changes is over the limit of \(configuration.maxBatchChanges)"
-            )
-        }
-        for change in batch.changes { try change.validate(configuration.limits) }
-        var state = namespaces[namespace] ?? NamespaceState()
-        var results: [PushResult] = []
-        results.reserveCapacity(batch.changes.count)
+        let serverTime = configuration.clock()
+        try ServerEngine.validate(batch, configuration: configuration.engine, serverTime: serverTime)
+        let outcome = try applyValidated(batch, namespace: namespace)
+        return PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime)
+    }
+
+    /// Applies a batch that passed ``ServerEngine/validate(_:configuration:serverTime:)`` (a
+    /// network server in front of this one checks it with its own limits).
+    public func applyValidated(_ batch: ChangeBatch, namespace: Namespace) throws(SyncError) -> ServerEngine.PushOutcome {
+        var state = namespaces[namespace] ?? NamespaceState(window: configuration.idempotencyWindow)
         let headBefore = state.head
-        for change in batch.changes {
-            if let original = state.applied[change.id] {
-                results.append(.duplicate(id: change.id, seq: original.seq, fields: original.fields))
-                continue
-            }
-            let key = change.key
-            let outcome = MergeRules.apply(change, to: state.records[key], seq: state.head + 1)
-            if outcome.consumedSeq, let record = outcome.record {
-                state.head += 1
-                state.store(record)
-            }
-            if case .applied(_, let seq, let fields) = outcome.result {
-                state.remember(change.id, seq: seq, fields: fields, window: configuration.idempotencyWindow)
-                state.applications[change.id, default: 0] += 1
-                if !outcome.lost.isEmpty { state.losses[change.id] = outcome.lost }
-            } else if case .rejected(_, let conflicts, _) = outcome.result {
-                state.losses[change.id] = conflicts
-            }
-            results.append(outcome.result)
+        let outcome: ServerEngine.PushOutcome
+        do {
+            outcome = try ServerEngine.push(batch, into: &state)
+        } catch {
+            throw SyncError(.storage, "in-memory push failed: \(error)")  // the in-memory state never throws
         }
+        for (id, lost) in outcome.applied {
+            state.applications[id, default: 0] += 1
+            if !lost.isEmpty { state.losses[id] = lost }
+        }
+        for (id, conflicts) in outcome.rejected { state.losses[id] = conflicts }
         namespaces[namespace] = state
         if state.head != headBefore { notify(namespace, head: state.head) }
-        return PushResponse(results: results, head: state.head, serverTime: configuration.clock())
+        return outcome
     }
 
     // MARK: Pull
 
-    /// Records changed after `cursor`, coalesced (one entry per record, only the fields written
-    /// after the cursor), in the order of each record's latest seq.
-    ///
-    /// Paging: while a page says `hasMore`, ask for the next one with the same `after` and
-    /// `from` set to the page's `cursor`; the last page's `cursor` is the new `after`. Keeping
-    /// `after` fixed for the whole pull is what makes paging safe: a record written again while the
-    /// device pages moves past the position and comes later with every field written after `after`.
-    /// (Sending the page cursor as `after` would drop the fields such a record got in between.)
-    /// - Parameters:
-    ///   - cursor: the device's cursor when the pull began (`after`).
-    ///   - position: where the previous page ended (`from`); defaults to `cursor`.
+    /// Records changed after `cursor`, coalesced: see ``ServerEngine/pull(from:after:from:limit:collections:configuration:)``.
     /// - Throws: ``SyncError`` `.resyncRequired` when `cursor` is older than the tombstone horizon,
     ///   `.invalidCursor` when it or `position` is beyond the head, or `position` is before `cursor`.
     public func pull(
         namespace: Namespace, after cursor: UInt64, from position: UInt64? = nil, limit: Int,
         collections: Set<CollectionName>? = nil
     ) throws(SyncError) -> PullPage {
-        let state = namespaces[namespace] ?? NamespaceState()
-        let position = position ?? cursor
-        guard cursor <= state.head, position <= state.head, position >= cursor else {
-            throw SyncError(
-                .invalidCursor,
-                "cursor \(cursor) / position \(position) must satisfy cursor <= position <= head \(state.head)"
+        let state = namespaces[namespace] ?? NamespaceState(window: configuration.idempotencyWindow)
+        do {
+            return try ServerEngine.pull(
+                from: state, after: cursor, from: position, limit: limit, collections: collections, configuration: configuration.engine
             )
+        } catch let error as SyncError {
+            throw error
+        } catch {
+            throw SyncError(.storage, "in-memory pull failed: \(error)")
         }
-        if cursor != 0 && cursor < state.horizon {
-            throw SyncError(
-                .resyncRequired,
-                "cursor \(cursor) is older than the tombstone horizon \(state.horizon): pull again from 0"
-            )
-        }
-        let pageSize = max(1, min(limit, configuration.maxPageSize))
-        var changes: [RemoteChange] = []
-        var last = position
-        var remaining: UInt64 = 0
-        for seq in state.latestSeqs(after: position) {
-            guard let key = state.keyAtSeq[seq], let record = state.records[key] else { continue }
-            if let collections, !collections.contains(key.collection) { continue }
-            if cursor == 0 && record.deleted { continue }  // a snapshot holds live records only
-            if changes.count < pageSize {
-                changes.append(record.remoteChange(after: cursor))
-                last = seq
-            } else {
-                remaining += 1
-            }
-        }
-        let hasMore = remaining > 0
-        // With nothing left, the cursor moves to the head so an idle device does not rescan.
-        let next = hasMore ? last : state.head
-        return PullPage(changes: changes, cursor: next, hasMore: hasMore, remaining: remaining, head: state.head)
     }
 
     // MARK: Live updates
@@ -185,7 +155,7 @@ public actor InMemorySyncServer {
 }
 
 /// One namespace's data.
-private struct NamespaceState {
+private struct NamespaceState: ServerNamespaceWriter, ServerNamespaceReader {
     var head: UInt64 = 0
     var horizon: UInt64 = 0
     var records: [RecordKey: ServerRecord] = [:]
@@ -193,15 +163,26 @@ private struct NamespaceState {
     /// skipped and compacted away).
     var keyAtSeq: [UInt64: RecordKey] = [:]
     var seqOrder: [UInt64] = []
-    var applied: [EventID: (seq: UInt64, fields: [String: FieldState])] = [:]
+    var applied: [EventID: ServerEngine.AppliedChange] = [:]
     var appliedOrder: [EventID] = []
     var appliedStart = 0
+    let window: Int
     /// Bookkeeping for tests (a reference server, not a production one).
     var applications: [EventID: Int] = [:]
     var losses: [EventID: [String]] = [:]
 
-    mutating func store(_ record: ServerRecord) {
-        if let previous = records[record.key], previous.seq != record.seq { keyAtSeq[previous.seq] = nil }
+    init(window: Int) { self.window = window }
+
+    // MARK: ServerNamespaceWriter
+
+    func currentHead() -> UInt64 { head }
+
+    func applied(_ id: EventID) -> ServerEngine.AppliedChange? { applied[id] }
+
+    func record(_ key: RecordKey) -> ServerRecord? { records[key] }
+
+    mutating func store(_ record: ServerRecord, replacing previous: ServerRecord?) {
+        if let previous, previous.seq != record.seq { keyAtSeq[previous.seq] = nil }
         records[record.key] = record
         keyAtSeq[record.seq] = record.key
         seqOrder.append(record.seq)
@@ -210,19 +191,8 @@ private struct NamespaceState {
         }
     }
 
-    /// The latest seqs after `cursor`, ascending.
-    func latestSeqs(after cursor: UInt64) -> some Sequence<UInt64> {
-        var low = 0
-        var high = seqOrder.count
-        while low < high {
-            let middle = (low + high) / 2
-            if seqOrder[middle] <= cursor { low = middle + 1 } else { high = middle }
-        }
-        return seqOrder[low...].lazy.filter { keyAtSeq[$0] != nil }
-    }
-
-    mutating func remember(_ id: EventID, seq: UInt64, fields: [String: FieldState], window: Int) {
-        applied[id] = (seq, fields)
+    mutating func remember(_ id: EventID, _ result: ServerEngine.AppliedChange) {
+        applied[id] = result
         appliedOrder.append(id)
         if appliedOrder.count - appliedStart > window {
             applied[appliedOrder[appliedStart]] = nil
@@ -232,5 +202,39 @@ private struct NamespaceState {
                 appliedStart = 0
             }
         }
+    }
+
+    mutating func setHead(_ head: UInt64) { self.head = head }
+
+    // MARK: ServerNamespaceReader
+
+    func tombstoneHorizon() -> UInt64 { horizon }
+
+    func latestRecords(after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool, limit: Int) -> [ServerRecord] {
+        var result: [ServerRecord] = []
+        for record in latest(after: position, collections: collections, liveOnly: liveOnly) {
+            if result.count == limit { break }
+            result.append(record)
+        }
+        return result
+    }
+
+    func countLatestRecords(after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool) -> UInt64 {
+        latest(after: position, collections: collections, liveOnly: liveOnly).reduce(0) { count, _ in count + 1 }
+    }
+
+    /// Records at their latest seq after `position`, ascending, filtered.
+    private func latest(after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool) -> some Sequence<ServerRecord> {
+        var low = 0
+        var high = seqOrder.count
+        while low < high {
+            let middle = (low + high) / 2
+            if seqOrder[middle] <= position { low = middle + 1 } else { high = middle }
+        }
+        return seqOrder[low...].lazy
+            .compactMap { keyAtSeq[$0].flatMap { records[$0] } }
+            .filter { record in
+                (collections?.contains(record.collection) ?? true) && !(liveOnly && record.deleted)
+            }
     }
 }

@@ -31,6 +31,10 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
             case invalidPage = "invalid_page"
             case notFound = "not_found"
             case clientStopped = "client_stopped"
+            case forbidden = "forbidden"
+            case rateLimited = "rate_limited"
+            case clockSkew = "clock_skew"
+            case unsupportedMediaType = "unsupported_media_type"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -84,6 +88,15 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
         /// The client was stopped.
         public static let clientStopped = Code(.clientStopped)
 
+        /// The token may not use this namespace (HTTP 403).
+        public static let forbidden = Code(.forbidden)
+        /// Too many requests for this token; retry after the time the server names (HTTP 429).
+        public static let rateLimited = Code(.rateLimited)
+        /// A change's HLC is too far ahead of the server's clock; re-stamp and push again.
+        public static let clockSkew = Code(.clockSkew)
+        /// A body in a format the server does not speak (HTTP 415).
+        public static let unsupportedMediaType = Code(.unsupportedMediaType)
+
         public var description: String { base.rawValue }
 
         /// Reads a code back from its description (for codes stored or sent as text).
@@ -110,11 +123,14 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
     public var message: String
     /// The C library's own error code, for storage errors.
     public var nativeCode: Int32?
+    /// The limit that was passed, for limit errors (sent as `"limit"` in protocol errors).
+    public var limit: Int?
 
-    public init(_ code: Code, _ message: String, nativeCode: Int32? = nil) {
+    public init(_ code: Code, _ message: String, nativeCode: Int32? = nil, limit: Int? = nil) {
         self.code = code
         self.message = message
         self.nativeCode = nativeCode
+        self.limit = limit
     }
 
     public var description: String {

@@ -1,0 +1,347 @@
+import CSQLite
+public import Syncline
+import SynclineSQLite
+import Synchronization
+
+/// The embedded backend (DESIGN §6): one SQLite database in WAL mode holding every namespace.
+/// Each push is one transaction; records are indexed by `(namespace, seq)` so a pull reads only
+/// what changed after its cursor; applied event ids are kept for a window of pushes.
+public actor SQLiteBackend: ServerBackend {
+    public struct Configuration: Sendable {
+        /// Applied event ids remembered per namespace for idempotency. Default 1,000,000.
+        public var idempotencyWindow: Int
+        /// `.power` makes every push survive power loss (an fsync per batch). Default `.app`.
+        public var durability: Durability
+
+        public init(idempotencyWindow: Int = 1_000_000, durability: Durability = .app) {
+            self.idempotencyWindow = idempotencyWindow
+            self.durability = durability
+        }
+    }
+
+    private let database: BackendDatabase
+    private let configuration: Configuration
+    public nonisolated let heads: HeadBroadcaster
+
+    /// Opens (or creates) the database at `path`.
+    /// - Throws: ``SyncError`` `.storage` when the file cannot be opened or is not a Syncline server database.
+    public init(path: String, configuration: Configuration = Configuration()) throws {
+        database = try BackendDatabase(path: path, durability: configuration.durability)
+        self.configuration = configuration
+        heads = HeadBroadcaster()
+    }
+
+    public func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) throws -> ServerEngine.PushOutcome {
+        let outcome = try database.transaction { connection in
+            var writer = try NamespaceRows(connection: connection, namespace: namespace, window: configuration.idempotencyWindow)
+            let outcome = try ServerEngine.push(batch, into: &writer)
+            try writer.pruneApplied()
+            return outcome
+        }
+        heads.publish(outcome.head, namespace: namespace)
+        return outcome
+    }
+
+    public func pull(
+        namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
+        configuration: ServerEngine.Configuration
+    ) throws -> PullPage {
+        try database.read { connection in
+            let reader = try NamespaceRows(connection: connection, namespace: namespace, window: self.configuration.idempotencyWindow)
+            return try ServerEngine.pull(
+                from: reader, after: cursor, from: position, limit: limit, collections: collections, configuration: configuration
+            )
+        }
+    }
+
+    public nonisolated func subscribe(namespace: Namespace) -> AsyncStream<UInt64> { heads.subscribe(namespace: namespace) }
+
+    public func head(namespace: Namespace) throws -> UInt64 {
+        try database.read { try NamespaceRows(connection: $0, namespace: namespace, window: 0).currentHead() }
+    }
+
+    public func purgeTombstones(namespace: Namespace, through seq: UInt64) throws {
+        try database.transaction { connection in
+            let statement = try connection.statement("DELETE FROM records WHERE ns = ?1 AND deleted = 1 AND seq <= ?2")
+            try statement.bind(1, namespace.rawValue)
+            try statement.bind(2, Int64(bitPattern: seq))
+            try statement.run()
+            let horizon = try connection.statement(
+                "INSERT INTO namespaces(ns, head, horizon, applied) VALUES (?1, 0, ?2, 0) ON CONFLICT(ns) DO UPDATE SET horizon = max(horizon, ?2)"
+            )
+            try horizon.bind(1, namespace.rawValue)
+            try horizon.bind(2, Int64(bitPattern: seq + 1))
+            try horizon.run()
+        }
+    }
+}
+
+/// Announces each namespace's new head to live connections (in this process).
+public final class HeadBroadcaster: Sendable {
+    private struct State {
+        var subscribers: [Namespace: [Int: AsyncStream<UInt64>.Continuation]] = [:]
+        var next = 0
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// A stream of the namespace's head after each commit (the newest only when the reader is slow).
+    public func subscribe(namespace: Namespace) -> AsyncStream<UInt64> {
+        let (stream, continuation) = AsyncStream<UInt64>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let id = state.withLock { state in
+            defer { state.next += 1 }
+            state.subscribers[namespace, default: [:]][state.next] = continuation
+            return state.next
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.subscribers[namespace]?.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    public func publish(_ head: UInt64, namespace: Namespace) {
+        let continuations = state.withLock { Array($0.subscribers[namespace, default: [:]].values) }
+        for continuation in continuations { continuation.yield(head) }
+    }
+
+    /// Live subscriptions, for metrics.
+    public var count: Int { state.withLock { $0.subscribers.values.reduce(0) { $0 + $1.count } } }
+}
+
+/// The connection, owned by ``SQLiteBackend``.
+final class BackendDatabase {
+    private let connection: SQLiteConnection
+    static let applicationID: Int64 = 0x5359_4E53  // "SYNS"
+
+    init(path: String, durability: Durability) throws(SyncError) {
+        connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        try connection.execute("PRAGMA journal_mode=WAL")
+        try connection.execute(durability == .power ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL")
+        let applicationID = try connection.integer("PRAGMA application_id")
+        if applicationID != 0 && applicationID != Self.applicationID {
+            throw SyncError(.notASynclineStore, "\(path) is not a Syncline server database (application_id \(applicationID))")
+        }
+        try connection.execute(
+            """
+            BEGIN;
+            CREATE TABLE IF NOT EXISTS namespaces(ns TEXT PRIMARY KEY, head INTEGER NOT NULL, horizon INTEGER NOT NULL,
+                applied INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS records(ns TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL,
+                seq INTEGER NOT NULL, deleted INTEGER NOT NULL, state BLOB NOT NULL,
+                PRIMARY KEY(ns, collection, id)) WITHOUT ROWID;
+            CREATE UNIQUE INDEX IF NOT EXISTS records_by_seq ON records(ns, seq);
+            CREATE TABLE IF NOT EXISTS applied(ns TEXT NOT NULL, id BLOB NOT NULL, ord INTEGER NOT NULL,
+                result BLOB NOT NULL, PRIMARY KEY(ns, id)) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS applied_by_ord ON applied(ns, ord);
+            PRAGMA application_id=\(Self.applicationID);
+            COMMIT;
+            """
+        )
+    }
+
+    /// Runs `body` in a write transaction: committed on return, rolled back on throw.
+    func transaction<Result>(_ body: (SQLiteConnection) throws -> Result) throws -> Result {
+        try connection.statement("BEGIN IMMEDIATE").run()
+        do {
+            let result = try body(connection)
+            try connection.statement("COMMIT").run()
+            return result
+        } catch {
+            _ = try? connection.statement("ROLLBACK").run()  // fails only when SQLite already rolled back
+            throw error
+        }
+    }
+
+    /// Runs `body` in a read transaction (one consistent snapshot).
+    func read<Result>(_ body: (SQLiteConnection) throws -> Result) throws -> Result {
+        try connection.statement("BEGIN").run()
+        defer { _ = try? connection.statement("COMMIT").run() }  // a read transaction wrote nothing
+        return try body(connection)
+    }
+}
+
+/// One namespace's rows, for the shared engine.
+struct NamespaceRows: ServerNamespaceWriter, ServerNamespaceReader {
+    let connection: SQLiteConnection
+    let namespace: Namespace
+    let window: Int
+    private var head: UInt64
+    private var horizon: UInt64
+    private var appliedCount: Int64
+    private var dirty = false
+
+    init(connection: SQLiteConnection, namespace: Namespace, window: Int) throws {
+        self.connection = connection
+        self.namespace = namespace
+        self.window = window
+        let statement = try connection.statement("SELECT head, horizon, applied FROM namespaces WHERE ns = ?1")
+        defer { statement.reset() }
+        try statement.bind(1, namespace.rawValue)
+        if try statement.step() {
+            head = UInt64(bitPattern: statement.int64(0))
+            horizon = UInt64(bitPattern: statement.int64(1))
+            appliedCount = statement.int64(2)
+        } else {
+            (head, horizon, appliedCount) = (0, 0, 0)
+        }
+    }
+
+    func currentHead() -> UInt64 { head }
+
+    func tombstoneHorizon() -> UInt64 { horizon }
+
+    func applied(_ id: EventID) throws -> ServerEngine.AppliedChange? {
+        let statement = try connection.statement("SELECT result FROM applied WHERE ns = ?1 AND id = ?2")
+        defer { statement.reset() }
+        try statement.bind(1, namespace.rawValue)
+        try statement.bind(2, blob: id.bytes)
+        guard try statement.step() else { return nil }
+        var reader = BinaryReader(statement.blob(0))
+        let seq = try reader.readVarint()
+        let fields = try reader.readFields { (reader: inout BinaryReader) throws(SyncError) in try reader.readFieldState() }
+        return ServerEngine.AppliedChange(seq: seq, fields: fields)
+    }
+
+    func record(_ key: RecordKey) throws -> ServerRecord? {
+        let statement = try connection.statement("SELECT state FROM records WHERE ns = ?1 AND collection = ?2 AND id = ?3")
+        defer { statement.reset() }
+        try statement.bind(1, namespace.rawValue)
+        try statement.bind(2, key.collection.rawValue)
+        try statement.bind(3, key.id.rawValue)
+        guard try statement.step() else { return nil }
+        return try ServerRecordCodec.decode(statement.blob(0), key: key)
+    }
+
+    mutating func store(_ record: ServerRecord, replacing previous: ServerRecord?) throws {
+        let statement = try connection.statement(
+            "INSERT OR REPLACE INTO records(ns, collection, id, seq, deleted, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        )
+        try statement.bind(1, namespace.rawValue)
+        try statement.bind(2, record.collection.rawValue)
+        try statement.bind(3, record.id.rawValue)
+        try statement.bind(4, Int64(bitPattern: record.seq))
+        try statement.bind(5, record.deleted ? 1 : 0)
+        try statement.bind(6, blob: ServerRecordCodec.encode(record))
+        try statement.run()
+    }
+
+    mutating func remember(_ id: EventID, _ applied: ServerEngine.AppliedChange) throws {
+        appliedCount += 1
+        var writer = BinaryWriter(capacity: 16 + applied.fields.count * 48)
+        writer.writeVarint(applied.seq)
+        writer.writeFields(applied.fields) { $0.write($1) }
+        let statement = try connection.statement("INSERT OR REPLACE INTO applied(ns, id, ord, result) VALUES (?1, ?2, ?3, ?4)")
+        try statement.bind(1, namespace.rawValue)
+        try statement.bind(2, blob: id.bytes)
+        try statement.bind(3, appliedCount)
+        try statement.bind(4, blob: writer.bytes)
+        try statement.run()
+        dirty = true
+    }
+
+    mutating func setHead(_ head: UInt64) throws {
+        self.head = head
+        dirty = true
+    }
+
+    /// Writes the namespace row and forgets applied ids older than the window.
+    mutating func pruneApplied() throws {
+        guard dirty else { return }
+        let statement = try connection.statement(
+            "INSERT INTO namespaces(ns, head, horizon, applied) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(ns) DO UPDATE SET head = ?2, applied = ?4"
+        )
+        try statement.bind(1, namespace.rawValue)
+        try statement.bind(2, Int64(bitPattern: head))
+        try statement.bind(3, Int64(bitPattern: horizon))
+        try statement.bind(4, appliedCount)
+        try statement.run()
+        if appliedCount > Int64(window) {
+            let prune = try connection.statement("DELETE FROM applied WHERE ns = ?1 AND ord <= ?2")
+            try prune.bind(1, namespace.rawValue)
+            try prune.bind(2, appliedCount - Int64(window))
+            try prune.run()
+        }
+    }
+
+    func latestRecords(after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool, limit: Int) throws -> [ServerRecord] {
+        var result: [ServerRecord] = []
+        try scan(after: position, collections: collections, liveOnly: liveOnly) { record in
+            result.append(record)
+            return result.count < limit
+        }
+        return result
+    }
+
+    func countLatestRecords(after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool) throws -> UInt64 {
+        if collections == nil {
+            let statement = liveOnly
+                ? try connection.statement("SELECT count(*) FROM records WHERE ns = ?1 AND seq > ?2 AND deleted = 0")
+                : try connection.statement("SELECT count(*) FROM records WHERE ns = ?1 AND seq > ?2")
+            defer { statement.reset() }
+            try statement.bind(1, namespace.rawValue)
+            try statement.bind(2, Int64(bitPattern: position))
+            _ = try statement.step()
+            return UInt64(statement.int64(0))
+        }
+        var count: UInt64 = 0
+        try scan(after: position, collections: collections, liveOnly: liveOnly) { _ in
+            count += 1
+            return true
+        }
+        return count
+    }
+
+    /// Visits records after `position` in seq order until `visit` returns false.
+    private func scan(
+        after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool, _ visit: (ServerRecord) throws -> Bool
+    ) throws {
+        let statement = try connection.statement(
+            "SELECT collection, id, deleted, state FROM records WHERE ns = ?1 AND seq > ?2 ORDER BY seq"
+        )
+        defer { statement.reset() }
+        try statement.bind(1, namespace.rawValue)
+        try statement.bind(2, Int64(bitPattern: position))
+        while try statement.step() {
+            if liveOnly && statement.int64(2) != 0 { continue }
+            let collection = try CollectionName(statement.text(0))
+            if let collections, !collections.contains(collection) { continue }
+            let key = RecordKey(collection: collection, id: try RecordID(statement.text(1)))
+            guard try visit(try ServerRecordCodec.decode(statement.blob(3), key: key)) else { return }
+        }
+    }
+}
+
+/// A server record's stored form (its key lives in the row's columns).
+enum ServerRecordCodec {
+    static let version: UInt8 = 1
+
+    static func encode(_ record: ServerRecord) -> [UInt8] {
+        var writer = BinaryWriter(capacity: 32 + record.fields.count * 64)
+        writer.writeByte(version)
+        writer.writeVarint(record.seq)
+        writer.writeVarint(record.deletedSeq)
+        writer.writeByte((record.deleted ? 1 : 0) | (record.tombstone != nil ? 2 : 0))
+        if let tombstone = record.tombstone { writer.write(tombstone) }
+        writer.writeFields(record.fields) { $0.write($1) }
+        return writer.bytes
+    }
+
+    static func decode(_ bytes: [UInt8], key: RecordKey) throws(SyncError) -> ServerRecord {
+        var reader = BinaryReader(bytes)
+        let stored = try reader.readByte()
+        guard stored == version else {
+            throw SyncError(.unsupportedVersion, "record \(key) is stored in version \(stored); this server reads \(version)")
+        }
+        let seq = try reader.readVarint()
+        let deletedSeq = try reader.readVarint()
+        let flags = try reader.readByte()
+        let tombstone = flags & 2 != 0 ? try reader.readHLC() : nil
+        let fields = try reader.readFields { (reader: inout BinaryReader) throws(SyncError) in try reader.readFieldState() }
+        return ServerRecord(
+            collection: key.collection, id: key.id, fields: fields, deleted: flags & 1 != 0, tombstone: tombstone,
+            deletedSeq: deletedSeq, seq: seq
+        )
+    }
+}

@@ -1,0 +1,35 @@
+public import Syncline
+
+/// Where a sync server keeps its namespaces (DESIGN §6). Every backend runs the shared
+/// ``ServerEngine`` (merge rules, idempotency, coalesced pulls), so they cannot disagree; a
+/// backend only stores and finds records.
+public protocol ServerBackend: Sendable {
+    /// Applies a validated batch as one transaction.
+    /// - Parameter serverTime: the server's clock in Unix milliseconds, returned in the response.
+    func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) async throws -> ServerEngine.PushOutcome
+    /// A page of changes after `cursor`, starting past `position`.
+    func pull(
+        namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
+        configuration: ServerEngine.Configuration
+    ) async throws -> PullPage
+    /// The namespace's head seq (0 for a namespace never written).
+    func head(namespace: Namespace) async throws -> UInt64
+    /// Forgets tombstones written at or before `seq`; cursors older than that must resync (410).
+    func purgeTombstones(namespace: Namespace, through seq: UInt64) async throws
+    /// The namespace's head after each commit on this backend, for live connections (the newest
+    /// only when the reader is slow).
+    func subscribe(namespace: Namespace) async -> AsyncStream<UInt64>
+}
+
+extension InMemorySyncServer: ServerBackend {
+    public func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) async throws -> ServerEngine.PushOutcome {
+        try applyValidated(batch, namespace: namespace)
+    }
+
+    public func pull(
+        namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
+        configuration: ServerEngine.Configuration
+    ) async throws -> PullPage {
+        try pull(namespace: namespace, after: cursor, from: position, limit: limit, collections: collections)
+    }
+}
