@@ -5,6 +5,9 @@ struct JSONWriter {
 
     init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 
+    /// Appends bytes that are already JSON.
+    mutating func rawBytes(_ json: some Sequence<UInt8>) { bytes.append(contentsOf: json) }
+
     mutating func raw(_ text: StaticString) {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }

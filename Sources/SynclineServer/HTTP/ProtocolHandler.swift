@@ -1,0 +1,243 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import Prometheus
+import Syncline
+
+/// Protocol v1's routes (DESIGN §5): authentication, limits, codecs and compression around the
+/// backend. Every refusal is `{"error": {"code", "message"[, "limit"]}}` with a fitting status.
+struct ProtocolHandler: Sendable {
+    let backend: any ServerBackend
+    let configuration: SyncServerConfiguration
+    let metrics: ServerMetrics
+    let limiter: RateLimiter?
+    let logger: Logger
+
+    init(backend: any ServerBackend, configuration: SyncServerConfiguration, metrics: ServerMetrics, logger: Logger) {
+        self.backend = backend
+        self.configuration = configuration
+        self.metrics = metrics
+        self.limiter = configuration.rateLimit.map(RateLimiter.init(configuration:))
+        self.logger = logger
+    }
+
+    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
+        router.get("/healthz") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
+        }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer()))
+            )
+        }
+        router.post("/v1/ns/:ns/push") { request, context in
+            await respond(request, context) { namespace in try await push(request, namespace: namespace) }
+        }
+        router.get("/v1/ns/:ns/changes") { request, context in
+            await respond(request, context) { namespace in try await changes(request, namespace: namespace) }
+        }
+        router.ws("/v1/ns/:ns/live") { request, context in
+            do {
+                _ = try authorize(request, context)
+                return .upgrade([:])
+            } catch let error as SyncError {
+                throw HTTPError(Self.status(of: error), message: "\(error.code): \(error.message)")
+            }
+        } onUpgrade: { inbound, outbound, context in
+            guard let name = context.requestContext.parameters.get("ns"), let namespace = try? Namespace(name) else { return }
+            let session = LiveSession(
+                namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: context.logger
+            )
+            await session.run(inbound: inbound, outbound: outbound)
+        }
+    }
+
+    // MARK: Requests
+
+    /// Authenticates, rate-limits and runs `body`, turning every error into a protocol error answer.
+    private func respond(
+        _ request: Request, _ context: BasicWebSocketRequestContext, _ body: (Namespace) async throws -> Response
+    ) async -> Response {
+        do {
+            let namespace = try authorize(request, context)
+            return try await body(namespace)
+        } catch let error as SyncError {
+            metrics.rejectedRequests.increment()
+            if error.code == .storage { logger.error("request failed", metadata: ["syncline.error": "\(error)"]) }
+            return errorResponse(error)
+        } catch {
+            logger.error("request failed", metadata: ["syncline.error": "\(error)"])
+            return errorResponse(SyncError(.storage, "the server failed: \(error)"))
+        }
+    }
+
+    private func authorize(_ request: Request, _ context: BasicWebSocketRequestContext) throws(SyncError) -> Namespace {
+        let name = context.parameters.get("ns") ?? ""
+        let namespace = try Namespace(name)
+        let token = try configuration.tokens.authorize(request.headers[.authorization], namespace: namespace)
+        if let limiter, let wait = limiter.take(token) {
+            throw SyncError(.rateLimited, "too many requests for this token; retry in \(wait) s", limit: wait)
+        }
+        return namespace
+    }
+
+    private func push(_ request: Request, namespace: Namespace) async throws -> Response {
+        metrics.pushRequests.increment()
+        let body = try await readBody(request)
+        let batch = try configuration.wire.decodeChangeBatch(body)
+        let serverTime = configuration.clock()
+        try ServerEngine.validate(batch, configuration: configuration.engine, serverTime: serverTime)
+        let outcome = try await backend.push(batch, namespace: namespace, serverTime: serverTime)
+        metrics.record(push: outcome.summary)
+        let response = PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime)
+        let format = Self.answerFormat(request, default: body.format)
+        return try answer(try wire(format).encode(response), request)
+    }
+
+    private func changes(_ request: Request, namespace: Namespace) async throws -> Response {
+        metrics.pullRequests.increment()
+        let query = request.uri.queryParameters
+        let after = try Self.unsigned(query.get("after"), name: "after") ?? 0
+        let from = try Self.unsigned(query.get("from"), name: "from") ?? after
+        let limit = try Self.unsigned(query.get("limit"), name: "limit") ?? 500
+        guard limit >= 1 else { throw SyncError(.invalidCursor, "limit must be at least 1, not 0") }
+        var collections: Set<CollectionName>?
+        if let list = query.get("collections"), !list.isEmpty {
+            collections = Set(try list.split(separator: ",").map { name throws(SyncError) in try CollectionName(String(name)) })
+        }
+        let page = try await backend.pull(
+            namespace: namespace, after: after, from: from, limit: Int(clamping: limit), collections: collections,
+            configuration: configuration.engine
+        )
+        let format = Self.answerFormat(request, default: .json)
+        return try answer(try wire(format).encode(page), request)
+    }
+
+    // MARK: Bodies
+
+    private func readBody(_ request: Request) async throws -> WireCodec.Body {
+        let contentType = request.headers[.contentType] ?? "application/json"
+        guard let format = WireCodec.Format(contentType: contentType) else {
+            throw SyncError(
+                .unsupportedMediaType, "Content-Type \(contentType) is neither application/json nor application/vnd.syncline+binary"
+            )
+        }
+        let deflated: Bool
+        switch request.headers[.contentEncoding]?.lowercased() {
+        case nil, "identity": deflated = false
+        case "deflate": deflated = true
+        case let other?: throw SyncError(.unsupportedMediaType, "Content-Encoding \(other) is not supported; use deflate")
+        }
+        let limit = configuration.maxRequestBytes
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw SyncError(.decompressionLimit, "a body of \(length) bytes is over the limit of \(limit) bytes", limit: limit)
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch {
+            throw SyncError(.decompressionLimit, "the body is over the limit of \(limit) bytes", limit: limit)
+        }
+        metrics.bytesIn.increment(by: Int64(buffer.readableBytes))
+        return WireCodec.Body(bytes: Array(buffer.readableBytesView), format: format, deflated: deflated)
+    }
+
+    private func wire(_ format: WireCodec.Format) -> WireCodec {
+        var wire = configuration.wire
+        wire.format = format
+        return wire
+    }
+
+    /// Sends a body deflated only when the client accepts deflate.
+    private func answer(_ body: WireCodec.Body, _ request: Request) throws -> Response {
+        var bytes = body.bytes
+        var deflated = body.deflated
+        if deflated && !(request.headers[.acceptEncoding]?.lowercased().contains("deflate") ?? false) {
+            bytes = try configuration.wire.unwrap(body)
+            deflated = false
+        }
+        var headers: HTTPFields = [.contentType: body.format.contentType]
+        if deflated { headers[.contentEncoding] = "deflate" }
+        metrics.bytesOut.increment(by: Int64(bytes.count))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// The format asked for by `Accept`, else `fallback`.
+    static func answerFormat(_ request: Request, default fallback: WireCodec.Format) -> WireCodec.Format {
+        guard let accept = request.headers[.accept]?.lowercased() else { return fallback }
+        if accept.contains("application/vnd.syncline+binary") { return .binary }
+        if accept.contains("application/json") { return .json }
+        return fallback
+    }
+
+    static func unsigned(_ text: String?, name: String) throws(SyncError) -> UInt64? {
+        guard let text else { return nil }
+        guard let value = UInt64(text) else {
+            throw SyncError(.invalidCursor, "\(name) must be a non-negative integer, not \(text.prefix(40))")
+        }
+        return value
+    }
+
+    // MARK: Errors
+
+    func errorResponse(_ error: SyncError) -> Response {
+        var json = "{\"error\":{\"code\":\(Self.quoted(error.code.description)),\"message\":\(Self.quoted(error.message))"
+        if let limit = error.limit { json += ",\"limit\":\(limit)" }
+        if error.code == .clockSkew { json += ",\"serverTime\":\(configuration.clock())" }
+        json += "}}"
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if error.code == .rateLimited, let wait = error.limit { headers[.retryAfter] = String(wait) }
+        if error.code == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        return Response(status: Self.status(of: error), headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
+    }
+
+    static func status(of error: SyncError) -> HTTPResponse.Status {
+        switch error.code {
+        case .unauthorized: return .unauthorized
+        case .forbidden: return .forbidden
+        case .batchTooLarge, .decompressionLimit: return .contentTooLarge
+        case .resyncRequired: return .gone
+        case .rateLimited: return .tooManyRequests
+        case .unsupportedMediaType: return .unsupportedMediaType
+        case .notFound: return .notFound
+        case .storage, .storeClosed, .compressionFailed: return .internalServerError
+        default: return .badRequest
+        }
+    }
+
+    static func quoted(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
+}
+
+extension ServerEngine.PushOutcome {
+    var summary: ServerEngineOutcomeSummary {
+        var summary = ServerEngineOutcomeSummary()
+        for result in results {
+            switch result {
+            case .applied: summary.applied += 1
+            case .duplicate: summary.duplicates += 1
+            case .rejected: summary.conflicts += 1
+            }
+        }
+        summary.conflicts += applied.filter { !$0.lost.isEmpty }.count
+        return summary
+    }
+}

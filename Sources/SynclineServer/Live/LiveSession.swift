@@ -1,0 +1,213 @@
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+import Prometheus
+import Syncline
+
+/// One live WebSocket (`/v1/ns/{ns}/live`, DESIGN §5): `hello` → `welcome`, catch-up pages from the
+/// device's cursor, then a page for every new commit; `push` batches answered with `ack`s.
+///
+/// Bounded memory with a slow reader: the session keeps only the position it has delivered and
+/// reads the next page from the backend when the previous one was written (a write waits while
+/// the socket is not writable), so nothing queues up in the server for a client that does not read.
+struct LiveSession: Sendable {
+    let namespace: Namespace
+    let backend: any ServerBackend
+    let configuration: SyncServerConfiguration
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    /// The client's frame kind, used for every answer.
+    enum Framing: Sendable { case json, binary }
+
+    private enum Part: Sendable { case reader, deliverer, timer }
+
+    func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        metrics.liveConnections.increment(by: 1)
+        defer { metrics.liveConnections.decrement(by: 1) }
+        let sender = LiveSender(outbound: outbound, metrics: metrics)
+        // The reader hands the hello's cursor (and the client's framing) to the delivery loop.
+        let (start, started) = AsyncStream<(UInt64, Framing)>.makeStream()
+        await withThrowingTaskGroup(of: Part.self) { group in
+            group.addTask {
+                defer { started.finish() }
+                var messages = inbound.messages(maxSize: configuration.maxLiveMessageBytes).makeAsyncIterator()
+                guard let first = try await messages.next() else { return .reader }
+                let (framing, cursor) = try await hello(first, sender: sender)
+                started.yield((cursor, framing))
+                while let message = try await messages.next() {
+                    try await handle(message, sender: sender)
+                }
+                return .reader
+            }
+            group.addTask {
+                var iterator = start.makeAsyncIterator()
+                guard let (cursor, framing) = await iterator.next() else { return .deliverer }
+                let heads = await backend.subscribe(namespace: namespace)
+                try await deliver(from: cursor, heads: heads, sender: sender, framing: framing)
+                return .deliverer
+            }
+            group.addTask {
+                try await Task.sleep(for: configuration.helloTimeout)
+                if await !sender.greeted {
+                    throw SyncError(.malformedInput, "no hello within \(configuration.helloTimeout)")
+                }
+                return .timer
+            }
+            // The reader ending (the client closed) or a failure ends the session. The socket is
+            // closed before the group waits for its other parts, so a reader blocked on a
+            // silent client ends too.
+            do {
+                while let part = try await group.next() {
+                    if part != .timer { break }
+                }
+                await sender.close(.normalClosure, "bye")
+            } catch {
+                await end(after: error, sender: sender)
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func end(after error: any Error, sender: LiveSender) async {
+        switch error {
+        case let error as SyncError:
+            let code: WebSocketErrorCode = error.code == .malformedInput ? .protocolError : .policyViolation
+            await sender.fail(error, framing: await sender.framing, close: code)
+        case is CancellationError:
+            await sender.close(.goingAway, "the server is shutting down")
+        default:
+            logger.debug("live connection ended", metadata: ["syncline.error": "\(error)"])
+            await sender.close(.unexpectedServerError, "the server failed")
+        }
+    }
+
+    /// Checks the first message: a hello with a cursor not beyond the head; answers welcome.
+    private func hello(_ message: WebSocketMessage, sender: LiveSender) async throws -> (Framing, UInt64) {
+        let (framing, hello) = try Self.decode(message)
+        await sender.setFraming(framing)
+        guard case .hello(let cursor) = hello else { throw SyncError(.malformedInput, "the first message must be hello") }
+        let head = try await backend.head(namespace: namespace)
+        guard cursor <= head else { throw SyncError(.invalidCursor, "cursor \(cursor) is beyond the head \(head)") }
+        try await sender.send(.welcome(head: head, serverTime: configuration.clock()), framing: framing)
+        await sender.markGreeted()
+        return (framing, cursor)
+    }
+
+    /// Sends catch-up pages from `cursor`, then a page after each commit. `after` stays fixed while
+    /// a catch-up spans several pages (see ``ServerEngine/pull(from:after:from:limit:collections:configuration:)``).
+    private func deliver(from cursor: UInt64, heads: AsyncStream<UInt64>, sender: LiveSender, framing: Framing) async throws {
+        var after = cursor
+        var position = cursor
+        var headIterator = heads.makeAsyncIterator()
+        while !Task.isCancelled {
+            let page = try await backend.pull(
+                namespace: namespace, after: after, from: position, limit: configuration.livePageSize, collections: nil,
+                configuration: configuration.engine
+            )
+            if !page.changes.isEmpty {
+                try await sender.send(.changes(after: after, from: position, page), framing: framing)
+                metrics.liveDeliveries.increment()
+            }
+            if page.hasMore {
+                position = page.cursor
+                continue
+            }
+            after = page.cursor
+            position = after
+            // Wait for a commit past what was delivered.
+            while let head = await headIterator.next() {
+                if head > after { break }
+            }
+            if Task.isCancelled { return }
+        }
+    }
+
+    /// Answers one message after the hello. Garbage ends the connection (with an error message
+    /// and a protocol-error close); other connections are not affected.
+    private func handle(_ message: WebSocketMessage, sender: LiveSender) async throws {
+        let (framing, decoded) = try Self.decode(message)
+        switch decoded {
+        case .push(let number, let batch):
+            do {
+                let serverTime = configuration.clock()
+                try ServerEngine.validate(batch, configuration: configuration.engine, serverTime: serverTime)
+                let outcome = try await backend.push(batch, namespace: namespace, serverTime: serverTime)
+                metrics.record(push: outcome.summary)
+                try await sender.send(
+                    .ack(batch: number, PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime)), framing: framing
+                )
+            } catch let error as SyncError {
+                // A refused batch is answered; the connection stays open.
+                try await sender.send(.error(code: error.code.description, message: error.message, batch: number), framing: framing)
+            }
+        case .hello:
+            try await sender.send(.error(code: SyncError.Code.malformedInput.description, message: "hello was already received", batch: nil), framing: framing)
+        case .welcome, .ack, .changes, .error:
+            try await sender.send(
+                .error(code: SyncError.Code.malformedInput.description, message: "a client may send only hello and push", batch: nil),
+                framing: framing
+            )
+        }
+    }
+
+    static func decode(_ message: WebSocketMessage) throws(SyncError) -> (Framing, LiveMessage) {
+        switch message {
+        case .text(let text): return (.json, try LiveMessage.decodeJSON(Array(text.utf8)))
+        case .binary(let buffer): return (.binary, try LiveMessage.decodeBinary(Array(buffer.readableBytesView)))
+        }
+    }
+}
+
+/// Serializes writes to one socket (the delivery loop and push acks share it).
+actor LiveSender {
+    let outbound: WebSocketOutboundWriter
+    let metrics: ServerMetrics
+    /// The client's framing once known (errors before it are JSON).
+    private(set) var framing: LiveSession.Framing = .json
+    /// Whether the hello was answered.
+    private(set) var greeted = false
+    private var closed = false
+
+    func setFraming(_ framing: LiveSession.Framing) { self.framing = framing }
+    func markGreeted() { greeted = true }
+
+    init(outbound: WebSocketOutboundWriter, metrics: ServerMetrics) {
+        self.outbound = outbound
+        self.metrics = metrics
+    }
+
+    func send(_ message: LiveMessage, framing: LiveSession.Framing) async throws {
+        switch framing {
+        case .json:
+            let bytes = try message.encodeJSON()
+            metrics.bytesOut.increment(by: Int64(bytes.count))
+            try await outbound.write(.text(String(decoding: bytes, as: UTF8.self)))
+        case .binary:
+            let bytes = message.encodeBinary()
+            metrics.bytesOut.increment(by: Int64(bytes.count))
+            try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
+        }
+    }
+
+    /// Reports an error to the client and closes with `code`.
+    func fail(_ error: SyncError, framing: LiveSession.Framing, close code: WebSocketErrorCode) async {
+        do {
+            try await send(.error(code: error.code.description, message: error.message, batch: nil), framing: framing)
+        } catch {
+            // The socket is already gone: nothing to report to.
+        }
+        await close(code, error.message)
+    }
+
+    func close(_ code: WebSocketErrorCode, _ reason: String) async {
+        guard !closed else { return }
+        closed = true
+        do {
+            try await outbound.close(code, reason: String(reason.prefix(120)))
+        } catch {
+            // Already closed by the peer.
+        }
+    }
+}

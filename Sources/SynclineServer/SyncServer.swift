@@ -1,0 +1,81 @@
+public import Hummingbird
+import HummingbirdWebSocket
+public import Logging
+import NIOCore
+public import Syncline
+
+/// How a sync server behaves: limits, tokens, live-connection settings.
+public struct SyncServerConfiguration: Sendable {
+    /// Batch, page, size and clock-skew limits (shared with the in-memory reference server).
+    public var engine: ServerEngine.Configuration
+    /// Bearer tokens and the namespaces each may use.
+    public var tokens: TokenStore
+    /// The largest request body accepted as received (before inflation). Default 16 MiB.
+    public var maxRequestBytes: Int
+    /// Inflation limits for request bodies and the compression threshold for answers.
+    public var wire: WireCodec
+    /// Requests per token; `nil` turns rate limiting off. Default 200/s with bursts of 400.
+    public var rateLimit: RateLimiter.Configuration?
+    /// Entries per page on live connections. Default 500.
+    public var livePageSize: Int
+    /// The largest WebSocket message, both ways. Default 16 MiB.
+    public var maxLiveMessageBytes: Int
+    /// How often live connections are pinged. Default 30 s.
+    public var pingInterval: Duration
+    /// How long a new live connection may take to say hello. Default 10 s.
+    public var helloTimeout: Duration
+    /// Unix milliseconds (injected so tests control it).
+    public var clock: @Sendable () -> UInt64
+
+    public init(
+        engine: ServerEngine.Configuration = .init(), tokens: TokenStore = TokenStore(), maxRequestBytes: Int = 16 << 20,
+        wire: WireCodec = WireCodec(format: .json), rateLimit: RateLimiter.Configuration? = .init(), livePageSize: Int = 500,
+        maxLiveMessageBytes: Int = 16 << 20, pingInterval: Duration = .seconds(30), helloTimeout: Duration = .seconds(10),
+        clock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() }
+    ) {
+        self.engine = engine
+        self.tokens = tokens
+        self.maxRequestBytes = maxRequestBytes
+        self.wire = wire
+        self.rateLimit = rateLimit
+        self.livePageSize = livePageSize
+        self.maxLiveMessageBytes = maxLiveMessageBytes
+        self.pingInterval = pingInterval
+        self.helloTimeout = helloTimeout
+        self.clock = clock
+    }
+}
+
+/// The sync server (DESIGN §5–§6): protocol v1 over Hummingbird 2, in front of a ``ServerBackend``.
+///
+/// ```swift
+/// let backend = try SQLiteBackend(path: "data/syncline.sqlite")
+/// let app = SyncServer.application(backend: backend, configuration: .init(tokens: TokenStore(["t0k3n": ["alice"]])),
+///                                  host: "127.0.0.1", port: 8080, logger: logger)
+/// try await app.runService()      // SIGTERM/SIGINT shut it down gracefully
+/// ```
+public enum SyncServer {
+    /// Builds the application: REST routes, the live WebSocket, `/healthz` and `/metrics`.
+    /// - Parameter onServerRunning: called with the bound port once the server listens (port 0
+    ///   binds a free one).
+    public static func application(
+        backend: any ServerBackend, configuration: SyncServerConfiguration, metrics: ServerMetrics = ServerMetrics(),
+        host: String = "127.0.0.1", port: Int = 8080, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let protocolHandler = ProtocolHandler(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        protocolHandler.addRoutes(to: router)
+        let maxFrame = configuration.maxLiveMessageBytes
+        return Application(
+            router: router,
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: router,
+                configuration: .init(maxFrameSize: maxFrame, autoPing: .enabled(timePeriod: configuration.pingInterval))
+            ),
+            configuration: .init(address: .hostname(host, port: port), serverName: "syncline"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+}
