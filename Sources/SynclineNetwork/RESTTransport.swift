@@ -1,0 +1,179 @@
+public import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+public import Syncline
+import Synchronization
+
+/// Asks for a bearer token; called once at first use and again after the server refused one.
+public typealias TokenProvider = @Sendable () async throws -> String
+
+/// A ``SyncTransport`` over protocol v1's REST endpoints (DESIGN §5) with AsyncHTTPClient:
+/// binary codec by default (JSON selectable), bodies deflated above the codec's threshold both
+/// ways, timeouts, and token renewal: on a 401 the transport asks its token provider for a fresh
+/// token once and retries once; a second 401 is an `.unauthorized` error (never a loop).
+///
+/// ```swift
+/// let transport = RESTTransport(url: "http://127.0.0.1:8080", namespace: ns, token: { "t0k3n" })
+/// let client = try SyncClient(namespace: ns, store: store, transport: transport)
+/// ```
+public final class RESTTransport: SyncTransport {
+    public struct Configuration: Sendable {
+        /// Codec and compression threshold for requests; answers come in the same format.
+        public var wire: WireCodec
+        /// Per-request deadline. Default 30 s.
+        public var timeout: Duration
+        /// The largest answer accepted, as received. Default 64 MiB.
+        public var maxResponseBytes: Int
+
+        public init(wire: WireCodec = WireCodec(), timeout: Duration = .seconds(30), maxResponseBytes: Int = 64 << 20) {
+            self.wire = wire
+            self.timeout = timeout
+            self.maxResponseBytes = maxResponseBytes
+        }
+    }
+
+    public let baseURL: String
+    public let namespace: Namespace
+    public let configuration: Configuration
+    private let tokenProvider: TokenProvider
+    private let httpClient: HTTPClient
+    private let state = Mutex(State())
+
+    private struct State {
+        var token: String?
+        var traffic = TransportTraffic()
+    }
+
+    /// The process-wide client the transports share by default. Unlike `HTTPClient.shared` it does
+    /// not inflate answers itself: the transport does, within its codec's limits, and counts the
+    /// bytes as they crossed the wire. Like `HTTPClient.shared`, it lives as long as the process.
+    public static let sharedHTTPClient = HTTPClient(
+        eventLoopGroupProvider: .singleton,
+        configuration: HTTPClient.Configuration(
+            timeout: .init(connect: .seconds(10)), decompression: .disabled
+        )
+    )
+
+    /// - Parameters:
+    ///   - url: the server's base URL (`http://host:port`).
+    ///   - httpClient: a client that does not decompress answers (``sharedHTTPClient`` by
+    ///     default); the transport never shuts it down.
+    public init(
+        url: String, namespace: Namespace, token: @escaping TokenProvider, configuration: Configuration = Configuration(),
+        httpClient: HTTPClient = RESTTransport.sharedHTTPClient
+    ) {
+        self.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        self.namespace = namespace
+        self.tokenProvider = token
+        self.configuration = configuration
+        self.httpClient = httpClient
+    }
+
+    public var traffic: TransportTraffic? { state.withLock { $0.traffic } }
+
+    public func push(_ batch: ChangeBatch) async throws -> PushResponse {
+        let body = try configuration.wire.encode(batch)
+        let answer = try await send(method: .POST, path: "/push", body: body)
+        return try configuration.wire.decodePushResponse(answer)
+    }
+
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+        let answer = try await send(method: .GET, path: "/changes?after=\(cursor)&from=\(position)&limit=\(limit)", body: nil)
+        return try configuration.wire.decodePullPage(answer)
+    }
+
+    public func liveHeads() async -> AsyncStream<UInt64> { AsyncStream { $0.finish() } }
+
+    // MARK: HTTP
+
+    private func send(method: HTTPMethod, path: String, body: WireCodec.Body?) async throws -> WireCodec.Body {
+        var renewed = false
+        while true {
+            let token = try await currentToken(renew: renewed)
+            do {
+                return try await exchange(method: method, path: path, body: body, token: token)
+            } catch let error as SyncError where error.code == .unauthorized && !renewed {
+                renewed = true  // ask the provider once for a fresh token, then retry once
+            }
+        }
+    }
+
+    private func currentToken(renew: Bool) async throws -> String {
+        if !renew, let token = state.withLock({ $0.token }) { return token }
+        let token: String
+        do {
+            token = try await tokenProvider()
+        } catch {
+            throw SyncError(.unauthorized, "the token provider failed: \(error)")
+        }
+        state.withLock { $0.token = token }
+        return token
+    }
+
+    private func exchange(method: HTTPMethod, path: String, body: WireCodec.Body?, token: String) async throws -> WireCodec.Body {
+        let format = configuration.wire.format
+        var request = HTTPClientRequest(url: "\(baseURL)/v1/ns/\(namespace.rawValue)\(path)")
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.headers.add(name: "Accept", value: format.contentType)
+        request.headers.add(name: "Accept-Encoding", value: "deflate")
+        if let body {
+            request.headers.add(name: "Content-Type", value: body.format.contentType)
+            if body.deflated { request.headers.add(name: "Content-Encoding", value: "deflate") }
+            request.body = .bytes(ByteBuffer(bytes: body.bytes))
+        }
+        let response: HTTPClientResponse
+        let bytes: [UInt8]
+        do {
+            response = try await httpClient.execute(request, timeout: .nanoseconds(configuration.timeout.nanoseconds))
+            bytes = Array(try await response.body.collect(upTo: configuration.maxResponseBytes).readableBytesView)
+        } catch let error as SyncError {
+            throw error
+        } catch {
+            throw SyncError(.transportUnavailable, "\(method) \(path) failed: \(error)")
+        }
+        state.withLock {
+            $0.traffic.bytesSent += body?.bytes.count ?? 0
+            $0.traffic.bytesReceived += bytes.count
+        }
+        guard response.status == .ok else { throw Self.error(status: response.status.code, bytes) }
+        let contentType = response.headers.first(name: "Content-Type") ?? format.contentType
+        guard let answerFormat = WireCodec.Format(contentType: contentType) else {
+            throw SyncError(.malformedInput, "the server answered with Content-Type \(contentType)")
+        }
+        let deflated = response.headers.first(name: "Content-Encoding")?.lowercased() == "deflate"
+        return WireCodec.Body(bytes: bytes, format: answerFormat, deflated: deflated)
+    }
+
+    /// The protocol error in an answer (`{"error": {"code", "message", "limit"}}`), or one made
+    /// from the status when the body is not one.
+    static func error(status: UInt, _ bytes: [UInt8]) -> SyncError {
+        if case .object(let root)? = try? JSONCodec.decodeValue(bytes),  // a body that is not JSON falls back to the status
+            case .object(let error)? = root["error"], case .string(let text)? = error["code"],
+            let code = SyncError.Code(description: text)
+        {
+            let message: String
+            if case .string(let text)? = error["message"] { message = text } else { message = "HTTP \(status)" }
+            var limit: Int?
+            if case .int(let value)? = error["limit"] { limit = Int(clamping: value) }
+            // Server failures are worth retrying: they are not about the content.
+            if status >= 500 { return SyncError(.transportUnavailable, "HTTP \(status): \(code): \(message)") }
+            return SyncError(code, message, limit: limit)
+        }
+        switch status {
+        case 401: return SyncError(.unauthorized, "HTTP 401")
+        case 403: return SyncError(.forbidden, "HTTP 403")
+        case 410: return SyncError(.resyncRequired, "HTTP 410")
+        case 429: return SyncError(.rateLimited, "HTTP 429")
+        default: return SyncError(.transportUnavailable, "HTTP \(status)")
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Syncline
+import SynclineServer
+
+/// `syncline-server`: the reference sync server with the embedded SQLite backend.
+///
+/// ```
+/// syncline-server --host 127.0.0.1 --port 8080 --data ./syncline-data --tokens tokens.json
+/// syncline-server --dev-token secret:alice,team      # grant a token on the command line
+/// ```
+@main
+struct SynclineServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "syncline-server",
+        abstract: "The Syncline sync server (protocol v1: REST + live WebSocket) with an embedded SQLite backend."
+    )
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one; the chosen port is printed).")
+    var port = 8080
+
+    @Option(help: "Directory for the database (created if missing).")
+    var data = "./syncline-data"
+
+    @Option(help: "A JSON file mapping each token to the namespaces it may use: {\"<token>\": [\"alice\", \"*\"]}.")
+    var tokens: String?
+
+    @Option(name: .customLong("dev-token"), help: "Grant a token on the command line (development): TOKEN:ns1,ns2 or TOKEN:*. Repeatable.")
+    var devTokens: [String] = []
+
+    @Option(help: "Requests per second per token (0 turns rate limiting off).")
+    var rateLimit: Double = 200
+
+    @Option(help: "Most changes per pushed batch.")
+    var maxBatch = 5_000
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    @Flag(help: "fsync every push (survives power loss).")
+    var durable = false
+
+    func run() async throws {
+        var logger = Logger(label: "syncline-server")
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
+        logger.logLevel = level
+
+        var store = TokenStore()
+        if let tokens {
+            guard let bytes = FileManager.default.contents(atPath: tokens) else {
+                throw ValidationError("cannot read the tokens file \(tokens)")
+            }
+            store = try TokenStore(json: [UInt8](bytes))
+        }
+        for grant in devTokens {
+            let parts = grant.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--dev-token must be TOKEN:ns1,ns2, not \(grant)") }
+            let namespaces = parts[1].split(separator: ",").map(String.init)
+            for name in namespaces where name != "*" { _ = try Namespace(name) }
+            store.grant(String(parts[0]), namespaces: namespaces)
+        }
+        if tokens == nil && devTokens.isEmpty {
+            logger.warning("no tokens configured: every request will get 401 (use --tokens or --dev-token)")
+        }
+
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        let path = URL(fileURLWithPath: data).appendingPathComponent("syncline.sqlite").path
+        let backend = try SQLiteBackend(path: path, configuration: .init(durability: durable ? .power : .app))
+        let configuration = SyncServerConfiguration(
+            engine: .init(maxBatchChanges: maxBatch), tokens: store,
+            rateLimit: rateLimit > 0 ? .init(perSecond: rateLimit, burst: rateLimit * 2) : nil
+        )
+        let app = SyncServer.application(
+            backend: backend, configuration: configuration, host: host, port: port, logger: logger
+        ) { port in
+            // One line on standard output that scripts and tests wait for.
+            FileHandle.standardOutput.write(Data("syncline-server listening on \(host):\(port)\n".utf8))
+        }
+        logger.info("starting", metadata: ["syncline.data": "\(path)"])
+        try await app.runService()
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Syncline
+import SynclineNetwork
+import SynclineServer
+import SynclineTesting
+import Synchronization
+import Testing
+
+/// A real sync server on a random loopback port, in this process, for the length of `body`.
+struct LiveServer: Sendable {
+    let port: Int
+    let backend: any ServerBackend
+    let metrics: ServerMetrics
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+    var liveURL: String { "ws://127.0.0.1:\(port)" }
+
+    static let token = "test-token"
+    static let otherToken = "other-token"
+
+    static func configuration(
+        engine: ServerEngine.Configuration = .init(), rateLimit: RateLimiter.Configuration? = nil
+    ) -> SyncServerConfiguration {
+        SyncServerConfiguration(
+            engine: engine, tokens: TokenStore([token: ["*"], otherToken: ["other"]]), rateLimit: rateLimit,
+            pingInterval: .seconds(5), helloTimeout: .seconds(2)
+        )
+    }
+
+    /// Runs `body` with a server over `backend` (a new SQLite backend in a temporary directory by default).
+    static func with<Result: Sendable>(
+        backend: (any ServerBackend)? = nil, configuration: SyncServerConfiguration = LiveServer.configuration(),
+        _ body: @Sendable (LiveServer) async throws -> Result
+    ) async throws -> Result {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("syncline-server-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }  // temporary files only
+        let backend = try backend ?? SQLiteBackend(path: directory.appendingPathComponent("server.sqlite").path)
+        let metrics = ServerMetrics()
+        var logger = Logger(label: "test-server")
+        logger.logLevel = .warning
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let app = SyncServer.application(
+            backend: backend, configuration: configuration, metrics: metrics, host: "127.0.0.1", port: 0, logger: logger
+        ) { port in portContinuation.yield(port) }
+        // Run as a service so the end of the test is a graceful shutdown, as on SIGTERM.
+        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
+        let running = Task { try await group.run() }
+        defer { running.cancel() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw SyncError(.transportUnavailable, "the server did not start") }
+        let server = LiveServer(port: port, backend: backend, metrics: metrics)
+        let result = try await body(server)
+        await group.triggerGracefulShutdown()
+        try await running.value
+        return result
+    }
+
+    func rest(_ namespace: Namespace, format: WireCodec.Format = .binary, token: String = LiveServer.token) -> RESTTransport {
+        RESTTransport(
+            url: baseURL, namespace: namespace, token: { token },
+            configuration: .init(wire: WireCodec(format: format), timeout: .seconds(10))
+        )
+    }
+}
