@@ -99,6 +99,9 @@ public final class RESTTransport: SyncTransport {
         }
     }
 
+    /// The cached token, or a fresh one from the provider (`renew`, or none cached yet).
+    package func token(renew: Bool = false) async throws -> String { try await currentToken(renew: renew) }
+
     private func currentToken(renew: Bool) async throws -> String {
         if !renew, let token = state.withLock({ $0.token }) { return token }
         let token: String

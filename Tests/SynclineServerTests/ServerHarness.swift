@@ -65,3 +65,12 @@ struct LiveServer: Sendable {
         )
     }
 }
+
+extension LiveServer {
+    func webSocket(_ namespace: Namespace, format: WireCodec.Format = .binary, token: String = LiveServer.token) -> WebSocketTransport {
+        WebSocketTransport(
+            url: baseURL, namespace: namespace, token: { token },
+            configuration: .init(wire: WireCodec(format: format), ackTimeout: .seconds(10), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200))
+        )
+    }
+}

@@ -1,0 +1,334 @@
+import Foundation
+public import Logging
+import NIOCore
+public import Syncline
+import Synchronization
+import HTTPTypes
+import WSClient
+
+/// A ``SyncTransport`` over the live WebSocket (`/v1/ns/{ns}/live`, DESIGN §5) with
+/// swift-websocket's client: pushes travel over the socket and are answered with acks; the server
+/// streams a page for every commit, which the reconciler's next pull takes from memory instead of
+/// asking the server. The socket reconnects with exponential backoff and jitter and resumes from the
+/// device's cursor.
+///
+/// While the socket is down, pushes and pulls go over REST to the same server, so nothing waits
+/// for the socket. The connection starts once the device's cursor is known (its first pull) and
+/// ends with ``close()``.
+///
+/// ```swift
+/// let transport = WebSocketTransport(url: "http://127.0.0.1:8080", namespace: ns, token: { "t0k3n" })
+/// let client = try SyncClient(namespace: ns, store: store, transport: transport)
+/// client.start()                 // pages arrive as other devices commit
+/// ```
+public final class WebSocketTransport: SyncTransport {
+    public struct Configuration: Sendable {
+        /// Frames: `.binary` (default) or `.json` text frames; also the REST fallback's codec.
+        public var wire: WireCodec
+        /// The largest message either way. Default 16 MiB (the server's default too).
+        public var maxMessageBytes: Int
+        /// How long a push waits for its ack. Default 30 s.
+        public var ackTimeout: Duration
+        /// Reconnection backoff: from `initialBackoff`, doubled, jittered, capped at `maxBackoff`.
+        public var initialBackoff: Duration
+        public var maxBackoff: Duration
+        /// Pages kept for the reconciler; older ones are dropped (it then pulls over REST). Default 16.
+        public var bufferedPages: Int
+
+        public init(
+            wire: WireCodec = WireCodec(), maxMessageBytes: Int = 16 << 20, ackTimeout: Duration = .seconds(30),
+            initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(30), bufferedPages: Int = 16
+        ) {
+            self.wire = wire
+            self.maxMessageBytes = maxMessageBytes
+            self.ackTimeout = ackTimeout
+            self.initialBackoff = initialBackoff
+            self.maxBackoff = maxBackoff
+            self.bufferedPages = bufferedPages
+        }
+    }
+
+    private struct BufferedPage {
+        var after: UInt64
+        var from: UInt64
+        var page: PullPage
+    }
+
+    private struct State {
+        var outbound: WebSocketOutboundWriter?
+        var cursor: UInt64?
+        var cursorKnown: [CheckedContinuation<Void, Never>] = []
+        var nextBatch: UInt64 = 1
+        var acks: [UInt64: CheckedContinuation<PushResponse, any Error>] = [:]
+        var pages: [BufferedPage] = []
+        var heads: [Int: AsyncStream<UInt64>.Continuation] = [:]
+        var nextHeadSubscriber = 0
+        var connection: Task<Void, Never>?
+        var closed = false
+        var traffic = TransportTraffic()
+        var connections = 0
+        var pagesServedFromSocket = 0
+    }
+
+    public let namespace: Namespace
+    public let configuration: Configuration
+    /// The REST transport used while the socket is down (and for the token).
+    public let rest: RESTTransport
+    private let liveURL: String
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    /// - Parameter url: the server's base URL (`http://host:port`); the socket goes to
+    ///   `ws://host:port/v1/ns/{ns}/live`.
+    public init(
+        url: String, namespace: Namespace, token: @escaping TokenProvider, configuration: Configuration = Configuration(),
+        logger: Logger = Logger(label: "syncline.websocket")
+    ) {
+        let base = url.hasSuffix("/") ? String(url.dropLast()) : url
+        self.namespace = namespace
+        self.configuration = configuration
+        self.logger = logger
+        rest = RESTTransport(url: base, namespace: namespace, token: token, configuration: .init(wire: configuration.wire))
+        let scheme = base.hasPrefix("https://") ? "wss://" : "ws://"
+        let hostPart = base.replacingOccurrences(of: "https://", with: "").replacingOccurrences(of: "http://", with: "")
+        liveURL = "\(scheme)\(hostPart)/v1/ns/\(namespace.rawValue)/live"
+    }
+
+    deinit {
+        state.withLock { $0.connection?.cancel() }
+    }
+
+    /// Ends the connection; later calls go over REST.
+    public func close() {
+        let (task, heads) = state.withLock { state -> (Task<Void, Never>?, [AsyncStream<UInt64>.Continuation]) in
+            state.closed = true
+            defer { state.heads = [:] }
+            return (state.connection, Array(state.heads.values))
+        }
+        task?.cancel()
+        for continuation in heads { continuation.finish() }
+    }
+
+    /// Whether the socket is open now.
+    public var isConnected: Bool { state.withLock { $0.outbound != nil } }
+
+    /// How many times the socket was opened, and how many pulls were answered from it (for tests
+    /// and diagnostics).
+    public var statistics: (connections: Int, pagesFromSocket: Int) {
+        state.withLock { ($0.connections, $0.pagesServedFromSocket) }
+    }
+
+    public var traffic: TransportTraffic? {
+        let own = state.withLock { $0.traffic }
+        let viaREST = rest.traffic ?? TransportTraffic()
+        return TransportTraffic(bytesSent: own.bytesSent + viaREST.bytesSent, bytesReceived: own.bytesReceived + viaREST.bytesReceived)
+    }
+
+    // MARK: SyncTransport
+
+    public func push(_ batch: ChangeBatch) async throws -> PushResponse {
+        startIfNeeded()
+        guard let (outbound, number) = state.withLock({ state -> (WebSocketOutboundWriter, UInt64)? in
+            guard let outbound = state.outbound else { return nil }
+            defer { state.nextBatch += 1 }
+            return (outbound, state.nextBatch)
+        }) else {
+            return try await rest.push(batch)
+        }
+        let timeout = configuration.ackTimeout
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            self.failAck(number, SyncError(.transportUnavailable, "no ack for batch \(number) within \(timeout)"))
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            state.withLock { $0.acks[number] = continuation }
+            Task {
+                do {
+                    try await self.send(.push(batch: number, batch), on: outbound)
+                } catch {
+                    self.failAck(number, SyncError(.transportUnavailable, "the push could not be sent: \(error)"))
+                }
+            }
+        }
+    }
+
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+        let buffered = state.withLock { state -> PullPage? in
+            if cursor == position {
+                state.cursor = cursor
+                for waiting in state.cursorKnown { waiting.resume() }
+                state.cursorKnown = []
+            }
+            // Pages older than what the device asks for will never be asked for.
+            state.pages.removeAll { $0.after < cursor || ($0.after == cursor && $0.from < position) }
+            guard let index = state.pages.firstIndex(where: { $0.after == cursor && $0.from == position }) else { return nil }
+            state.pagesServedFromSocket += 1
+            return state.pages.remove(at: index).page
+        }
+        startIfNeeded()
+        if let buffered { return buffered }
+        return try await rest.pull(after: cursor, from: position, limit: limit)
+    }
+
+    public func liveHeads() async -> AsyncStream<UInt64> {
+        startIfNeeded()
+        let (stream, continuation) = AsyncStream<UInt64>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let id: Int? = state.withLock { state in
+            guard !state.closed else { return nil }
+            defer { state.nextHeadSubscriber += 1 }
+            state.heads[state.nextHeadSubscriber] = continuation
+            return state.nextHeadSubscriber
+        }
+        guard let id else {
+            continuation.finish()
+            return stream
+        }
+        continuation.onTermination = { [weak self] _ in _ = self?.state.withLock { $0.heads.removeValue(forKey: id) } }
+        return stream
+    }
+
+    // MARK: Connection
+
+    private func startIfNeeded() {
+        state.withLock { state in
+            guard state.connection == nil, !state.closed else { return }
+            state.connection = Task { [weak self] in await self?.maintainConnection() }
+        }
+    }
+
+    /// Connects, reads until the socket ends, and reconnects with backoff, until closed.
+    private func maintainConnection() async {
+        // Wait until the device's cursor is known (its first pull), so the hello resumes from it.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let known = state.withLock { state in
+                if state.cursor != nil { return true }
+                state.cursorKnown.append(continuation)
+                return false
+            }
+            if known { continuation.resume() }
+        }
+        var delay = configuration.initialBackoff
+        var random = SystemRandomNumberGenerator()
+        var renewToken = false
+        while !Task.isCancelled {
+            var greeted = false
+            do {
+                let token = try await rest.token(renew: renewToken)
+                renewToken = false
+                greeted = try await connectOnce(token: token)
+            } catch {
+                logger.debug("live connection failed", metadata: ["syncline.error": "\(error)"])
+                // An upgrade refused for the token gets one fresh token on the next attempt.
+                renewToken = !greeted
+            }
+            disconnected()
+            if greeted { delay = configuration.initialBackoff }
+            let jitter = Double.random(in: 0.5...1.0, using: &random)
+            do {
+                try await Task.sleep(for: delay * jitter)
+            } catch {
+                return
+            }
+            delay = min(delay * 2, configuration.maxBackoff)
+        }
+    }
+
+    /// One connection: hello, then messages until it ends. Returns whether the server welcomed it.
+    private func connectOnce(token: String) async throws -> Bool {
+        let greeted = Mutex(false)
+        var clientConfiguration = WebSocketClientConfiguration(maxFrameSize: configuration.maxMessageBytes)
+        clientConfiguration.additionalHeaders[.authorization] = "Bearer \(token)"
+        try await WebSocketClient.connect(url: liveURL, configuration: clientConfiguration, logger: logger) { inbound, outbound, _ in
+            let cursor = self.state.withLock { $0.cursor } ?? 0
+            try await self.send(.hello(cursor: cursor), on: outbound)
+            for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {
+                let decoded: LiveMessage
+                switch message {
+                case .text(let text):
+                    self.count(received: text.utf8.count)
+                    decoded = try LiveMessage.decodeJSON(Array(text.utf8))
+                case .binary(let buffer):
+                    self.count(received: buffer.readableBytes)
+                    decoded = try LiveMessage.decodeBinary(Array(buffer.readableBytesView))
+                }
+                switch decoded {
+                case .welcome(let head, _):
+                    greeted.withLock { $0 = true }
+                    self.connected(outbound, head: head)
+                case .ack(let number, let response):
+                    self.resolveAck(number, .success(response))
+                case .changes(let after, let from, let page):
+                    self.buffer(BufferedPage(after: after, from: from, page: page))
+                case .error(let code, let message, let batch):
+                    let error = SyncError(SyncError.Code(description: code) ?? .transportUnavailable, message)
+                    if let batch {
+                        self.resolveAck(batch, .failure(error))
+                    } else {
+                        throw error  // the server closes after a connection-level error
+                    }
+                case .hello, .push:
+                    throw SyncError(.malformedInput, "the server sent a client message")
+                }
+            }
+        }
+        return greeted.withLock { $0 }
+    }
+
+    private func send(_ message: LiveMessage, on outbound: WebSocketOutboundWriter) async throws {
+        switch configuration.wire.format {
+        case .json:
+            let bytes = try message.encodeJSON()
+            count(sent: bytes.count)
+            try await outbound.write(.text(String(decoding: bytes, as: UTF8.self)))
+        case .binary:
+            let bytes = message.encodeBinary()
+            count(sent: bytes.count)
+            try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
+        }
+    }
+
+    private func connected(_ outbound: WebSocketOutboundWriter, head: UInt64) {
+        let heads = state.withLock { state -> [AsyncStream<UInt64>.Continuation] in
+            state.outbound = outbound
+            state.connections += 1
+            return Array(state.heads.values)
+        }
+        for continuation in heads { continuation.yield(head) }
+    }
+
+    private func disconnected() {
+        let waiting = state.withLock { state -> [CheckedContinuation<PushResponse, any Error>] in
+            state.outbound = nil
+            defer { state.acks = [:] }
+            return Array(state.acks.values)
+        }
+        for continuation in waiting {
+            continuation.resume(throwing: SyncError(.transportUnavailable, "the live connection closed before the ack"))
+        }
+    }
+
+    private func buffer(_ page: BufferedPage) {
+        let heads = state.withLock { state -> [AsyncStream<UInt64>.Continuation] in
+            state.pages.append(page)
+            if state.pages.count > configuration.bufferedPages { state.pages.removeFirst(state.pages.count - configuration.bufferedPages) }
+            return Array(state.heads.values)
+        }
+        for continuation in heads { continuation.yield(page.page.head) }
+    }
+
+    private func resolveAck(_ number: UInt64, _ result: Result<PushResponse, any Error>) {
+        state.withLock { $0.acks.removeValue(forKey: number) }?.resume(with: result)
+    }
+
+    private func failAck(_ number: UInt64, _ error: SyncError) {
+        resolveAck(number, .failure(error))
+    }
+
+    private func count(sent: Int = 0, received: Int = 0) {
+        state.withLock {
+            $0.traffic.bytesSent += sent
+            $0.traffic.bytesReceived += received
+        }
+    }
+}
