@@ -79,7 +79,14 @@ public final class RESTTransport: SyncTransport {
     }
 
     public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
-        let answer = try await send(method: .GET, path: "/changes?after=\(cursor)&from=\(position)&limit=\(limit)", body: nil)
+        try await pull(after: cursor, from: position, limit: limit, collections: nil)
+    }
+
+    /// A page of the given collections only (all when `nil`).
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?) async throws -> PullPage {
+        var path = "/changes?after=\(cursor)&from=\(position)&limit=\(limit)"
+        if let collections { path += "&collections=" + collections.map(\.rawValue).sorted().joined(separator: ",") }
+        let answer = try await send(method: .GET, path: path, body: nil)
         return try configuration.wire.decodePullPage(answer)
     }
 

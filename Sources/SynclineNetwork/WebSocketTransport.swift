@@ -68,6 +68,8 @@ public final class WebSocketTransport: SyncTransport {
         var traffic = TransportTraffic()
         var connections = 0
         var pagesServedFromSocket = 0
+        /// The newest head the server announced, given to new `liveHeads()` subscribers at once.
+        var lastHead: UInt64?
     }
 
     public let namespace: Namespace
@@ -178,6 +180,7 @@ public final class WebSocketTransport: SyncTransport {
             guard !state.closed else { return nil }
             defer { state.nextHeadSubscriber += 1 }
             state.heads[state.nextHeadSubscriber] = continuation
+            if let head = state.lastHead { continuation.yield(head) }
             return state.nextHeadSubscriber
         }
         guard let id else {
@@ -292,6 +295,7 @@ public final class WebSocketTransport: SyncTransport {
         let heads = state.withLock { state -> [AsyncStream<UInt64>.Continuation] in
             state.outbound = outbound
             state.connections += 1
+            state.lastHead = max(state.lastHead ?? 0, head)
             return Array(state.heads.values)
         }
         for continuation in heads { continuation.yield(head) }
@@ -312,6 +316,7 @@ public final class WebSocketTransport: SyncTransport {
         let heads = state.withLock { state -> [AsyncStream<UInt64>.Continuation] in
             state.pages.append(page)
             if state.pages.count > configuration.bufferedPages { state.pages.removeFirst(state.pages.count - configuration.bufferedPages) }
+            state.lastHead = max(state.lastHead ?? 0, page.page.head)
             return Array(state.heads.values)
         }
         for continuation in heads { continuation.yield(page.page.head) }
