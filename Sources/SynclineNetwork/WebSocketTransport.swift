@@ -52,6 +52,8 @@ public final class WebSocketTransport: SyncTransport {
         var after: UInt64
         var from: UInt64
         var page: PullPage
+        /// Arrival order: within a connection, pages are computed in the order they arrive.
+        var arrival = 0
     }
 
     private struct State {
@@ -70,6 +72,10 @@ public final class WebSocketTransport: SyncTransport {
         var pagesServedFromSocket = 0
         /// The newest head the server announced, given to new `liveHeads()` subscribers at once.
         var lastHead: UInt64?
+        var nextArrival = 0
+        /// The last page a pull got from the buffer; a pull's next page may come from the buffer
+        /// only if it continues that one and arrived after it (so it was computed after it).
+        var lastServed: (after: UInt64, cursor: UInt64, arrival: Int)?
     }
 
     public let namespace: Namespace
@@ -164,9 +170,28 @@ public final class WebSocketTransport: SyncTransport {
             }
             // Pages older than what the device asks for will never be asked for.
             state.pages.removeAll { $0.after < cursor || ($0.after == cursor && $0.from < position) }
-            guard let index = state.pages.firstIndex(where: { $0.after == cursor && $0.from == position }) else { return nil }
+            // Paging keeps `after` fixed and is safe only when each page is read after the one
+            // before it: a continuation comes from the buffer only after a buffered page it
+            // continues, and only if it arrived later.
+            let continuing = state.lastServed
+            guard
+                let index = state.pages.firstIndex(where: { page in
+                    guard page.after == cursor && page.from == position else { return false }
+                    // Only a page as fresh as anything heard since (a newer commit, or this
+                    // device's own acknowledged push) answers a pull: sync() means "up to now".
+                    guard page.page.head >= (state.lastHead ?? 0) else { return false }
+                    if cursor == position { return true }
+                    guard let continuing else { return false }
+                    return continuing.after == cursor && continuing.cursor == position && page.arrival > continuing.arrival
+                })
+            else {
+                state.lastServed = nil
+                return nil
+            }
+            let served = state.pages.remove(at: index)
+            state.lastServed = (cursor, served.page.cursor, served.arrival)
             state.pagesServedFromSocket += 1
-            return state.pages.remove(at: index).page
+            return served.page
         }
         startIfNeeded()
         if let buffered { return buffered }
@@ -314,6 +339,9 @@ public final class WebSocketTransport: SyncTransport {
 
     private func buffer(_ page: BufferedPage) {
         let heads = state.withLock { state -> [AsyncStream<UInt64>.Continuation] in
+            var page = page
+            page.arrival = state.nextArrival
+            state.nextArrival += 1
             state.pages.append(page)
             if state.pages.count > configuration.bufferedPages { state.pages.removeFirst(state.pages.count - configuration.bufferedPages) }
             state.lastHead = max(state.lastHead ?? 0, page.page.head)
@@ -323,7 +351,11 @@ public final class WebSocketTransport: SyncTransport {
     }
 
     private func resolveAck(_ number: UInt64, _ result: Result<PushResponse, any Error>) {
-        state.withLock { $0.acks.removeValue(forKey: number) }?.resume(with: result)
+        let waiting = state.withLock { state in
+            if case .success(let response) = result { state.lastHead = max(state.lastHead ?? 0, response.head) }
+            return state.acks.removeValue(forKey: number)
+        }
+        waiting?.resume(with: result)
     }
 
     private func failAck(_ number: UInt64, _ error: SyncError) {

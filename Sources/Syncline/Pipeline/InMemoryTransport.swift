@@ -8,34 +8,10 @@ import Synchronization
 /// threshold, and decoded again on the other side, as on a network, and ``traffic`` counts the
 /// bytes.
 public final class InMemoryTransport: SyncTransport {
-    /// How often each fault happens (probabilities from 0 to 1).
-    public struct Faults: Sendable {
-        public var dropRequest: Double
-        public var dropResponse: Double
-        public var duplicate: Double
-        public var delay: Double
-        /// How long a delayed request waits.
-        public var delayDuration: Duration
-
-        public init(
-            dropRequest: Double = 0, dropResponse: Double = 0, duplicate: Double = 0, delay: Double = 0,
-            delayDuration: Duration = .milliseconds(2)
-        ) {
-            self.dropRequest = dropRequest
-            self.dropResponse = dropResponse
-            self.duplicate = duplicate
-            self.delay = delay
-            self.delayDuration = delayDuration
-        }
-
-        public static let none = Faults()
-    }
+    /// How often each fault happens.
+    public typealias Faults = TransportFaults
 
     private struct State {
-        var faults: Faults
-        var random: FaultRandom
-        var connected = true
-        var counts: [String: Int] = [:]
         var traffic = TransportTraffic()
     }
 
@@ -44,12 +20,14 @@ public final class InMemoryTransport: SyncTransport {
     /// When set, messages go through this codec's bytes.
     public let wire: WireCodec?
     private let state: Mutex<State>
+    private let plan: FaultPlan
 
     public init(server: InMemorySyncServer, namespace: Namespace, faults: Faults = .none, seed: UInt64 = 1, wire: WireCodec? = nil) {
         self.server = server
         self.namespace = namespace
         self.wire = wire
-        state = Mutex(State(faults: faults, random: FaultRandom(seed: seed)))
+        plan = FaultPlan(faults: faults, seed: seed)
+        state = Mutex(State())
     }
 
     public var traffic: TransportTraffic? {
@@ -57,62 +35,23 @@ public final class InMemoryTransport: SyncTransport {
     }
 
     /// Takes the device off the network (every call fails) or back on.
-    public func setConnected(_ connected: Bool) { state.withLock { $0.connected = connected } }
+    public func setConnected(_ connected: Bool) { plan.setConnected(connected) }
 
-    public func setFaults(_ faults: Faults) { state.withLock { $0.faults = faults } }
+    public func setFaults(_ faults: Faults) { plan.setFaults(faults) }
 
     /// How many of each fault were injected, by name.
-    public var injected: [String: Int] { state.withLock { $0.counts } }
-
-    private enum Decision { case proceed, dropRequest, dropResponse, duplicate }
-
-    private func decide() -> (Decision, Duration?) {
-        state.withLock { state in
-            let faults = state.faults
-            let delay = state.random.chance(faults.delay) ? faults.delayDuration : nil
-            if delay != nil { state.counts["delay", default: 0] += 1 }
-            let decision: Decision
-            if state.random.chance(faults.dropRequest) {
-                decision = .dropRequest
-            } else if state.random.chance(faults.dropResponse) {
-                decision = .dropResponse
-            } else if state.random.chance(faults.duplicate) {
-                decision = .duplicate
-            } else {
-                decision = .proceed
-            }
-            switch decision {
-            case .dropRequest: state.counts["dropRequest", default: 0] += 1
-            case .dropResponse: state.counts["dropResponse", default: 0] += 1
-            case .duplicate: state.counts["duplicate", default: 0] += 1
-            case .proceed: break
-            }
-            return (decision, delay)
-        }
-    }
-
-    private func checkConnected() throws(SyncError) {
-        guard state.withLock({ $0.connected }) else {
-            throw SyncError(.transportUnavailable, "the device is offline")
-        }
-    }
+    public var injected: [String: Int] { plan.injected }
 
     public func push(_ batch: ChangeBatch) async throws -> PushResponse {
-        try checkConnected()
-        let (decision, delay) = decide()
-        if let delay { try await Task.sleep(for: delay) }
-        switch decision {
-        case .dropRequest:
-            throw SyncError(.transportUnavailable, "injected fault: the push request was lost")
-        case .dropResponse:
-            _ = try await exchange(batch)
-            throw SyncError(.transportUnavailable, "injected fault: the push response was lost after the server committed")
-        case .duplicate:
-            _ = try await exchange(batch)
-            return try await exchange(batch)
-        case .proceed:
-            return try await exchange(batch)
-        }
+        try await plan.push { try await exchange(batch) }
+    }
+
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+        try await plan.pull { try await fetch(after: cursor, from: position, limit: limit) }
+    }
+
+    public func liveHeads() async -> AsyncStream<UInt64> {
+        await server.subscribe(namespace: namespace)
     }
 
     /// One push as the server sees it: through the wire codec's bytes when there is one.
@@ -138,22 +77,6 @@ public final class InMemoryTransport: SyncTransport {
             $0.traffic.bytesSent += sent
             $0.traffic.bytesReceived += received
         }
-    }
-
-    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
-        try checkConnected()
-        let (decision, delay) = decide()
-        if let delay { try await Task.sleep(for: delay) }
-        switch decision {
-        case .dropRequest, .dropResponse:
-            throw SyncError(.transportUnavailable, "injected fault: the pull was lost")
-        case .duplicate, .proceed:
-            return try await fetch(after: cursor, from: position, limit: limit)
-        }
-    }
-
-    public func liveHeads() async -> AsyncStream<UInt64> {
-        await server.subscribe(namespace: namespace)
     }
 }
 

@@ -317,6 +317,9 @@ public final class SyncClient: Sendable {
     /// Changes waiting in the outbox.
     public func pendingCount() async throws -> Int { try await local.pendingCount() }
 
+    /// The server seq up to which remote changes were applied (0 before the first pull).
+    public func pullCursor() async throws -> UInt64 { try await local.pullCursor() }
+
     // MARK: Dead letters
 
     /// Changes the server refused for good (too large, invalid), set aside so the rest keep

@@ -1,0 +1,105 @@
+import Synchronization
+import Syncline
+import SynclineNetwork
+import SynclineServer
+import SynclineTesting
+import Testing
+
+/// Records what the real backend applied and what lost, as the in-memory server does for itself:
+/// the ground truth for invariants 1, 4 and 7.
+final class RecordingBackend: ServerBackend {
+    let base: any ServerBackend
+    private let record = Mutex((applications: [EventID: Int](), losses: [EventID: [String]]()))
+
+    init(_ base: any ServerBackend) { self.base = base }
+
+    var applications: [EventID: Int] { record.withLock { $0.applications } }
+    var losses: [EventID: [String]] { record.withLock { $0.losses } }
+
+    func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) async throws -> ServerEngine.PushOutcome {
+        let outcome = try await base.push(batch, namespace: namespace, serverTime: serverTime)
+        record.withLock { record in
+            for (id, lost) in outcome.applied {
+                record.applications[id, default: 0] += 1
+                if !lost.isEmpty { record.losses[id] = lost }
+            }
+            for (id, conflicts) in outcome.rejected { record.losses[id] = conflicts }
+        }
+        return outcome
+    }
+
+    func pull(
+        namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
+        configuration: ServerEngine.Configuration
+    ) async throws -> PullPage {
+        try await base.pull(namespace: namespace, after: cursor, from: position, limit: limit, collections: collections, configuration: configuration)
+    }
+
+    func head(namespace: Namespace) async throws -> UInt64 { try await base.head(namespace: namespace) }
+    func purgeTombstones(namespace: Namespace, through seq: UInt64) async throws { try await base.purgeTombstones(namespace: namespace, through: seq) }
+    func subscribe(namespace: Namespace) async -> AsyncStream<UInt64> { await base.subscribe(namespace: namespace) }
+}
+
+/// Devices on the real server: REST and WebSocket transports alternate, in both codecs.
+final class NetworkSimulationServer: SimulationServer {
+    let live: LiveServer
+    let recording: RecordingBackend
+    private let sockets = Mutex<[WebSocketTransport]>([])
+
+    init(live: LiveServer, recording: RecordingBackend) {
+        self.live = live
+        self.recording = recording
+    }
+
+    func transport(device: Int, namespace: Namespace) -> any SyncTransport {
+        let format: WireCodec.Format = device % 4 < 2 ? .binary : .json
+        if device % 2 == 0 { return live.rest(namespace, format: format) }
+        let socket = live.webSocket(namespace, format: format)
+        sockets.withLock { $0.append(socket) }
+        return socket
+    }
+
+    func closeSockets() { for socket in sockets.withLock({ $0 }) { socket.close() } }
+
+    var socketPagesServed: Int { sockets.withLock { $0 }.reduce(0) { $0 + $1.statistics.pagesFromSocket } }
+
+    func liveRecords(namespace: Namespace, collection: CollectionName) async throws -> [RecordID: [String: Value]] {
+        var result: [RecordID: [String: Value]] = [:]
+        var position: UInt64 = 0
+        while true {
+            let page = try await live.backend.pull(
+                namespace: namespace, after: 0, from: position, limit: 1_000, collections: [collection], configuration: .init()
+            )
+            for entry in page.changes { result[entry.record] = entry.fields.mapValues(\.value) }
+            guard page.hasMore else { return result }
+            position = page.cursor
+        }
+    }
+
+    func head(namespace: Namespace) async throws -> UInt64 { try await live.backend.head(namespace: namespace) }
+    func applications(namespace: Namespace) -> [EventID: Int] { recording.applications }
+    func losses(namespace: Namespace) -> [EventID: [String]] { recording.losses }
+}
+
+@Suite("Convergence through the real server", .timeLimit(.minutes(5)))
+struct NetworkConvergenceTests {
+    @Test(arguments: 301...310 as ClosedRange<UInt64>)
+    func devicesConvergeOverRESTAndWebSocket(seed: UInt64) async throws {
+        let time = SimulatedTime(start: WallClock.nowMillis())
+        let recording = RecordingBackend(try SQLiteBackend(path: ":memory:"))
+        var configuration = LiveServer.configuration()
+        configuration.clock = { time.now }
+        try await LiveServer.with(backend: recording, configuration: configuration) { live in
+            let server = NetworkSimulationServer(live: live, recording: recording)
+            defer { server.closeSockets() }
+            let simulation = try await ConvergenceSimulation(
+                server: server, time: time, stores: [.sqlite, .leveldb, .inMemory, .sqlite], devices: 5, seed: seed,
+                label: "network"
+            )
+            try await simulation.run(operations: 400)
+            var problems = try await simulation.quiesce()
+            problems += try await simulation.verify()
+            #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
+        }
+    }
+}
