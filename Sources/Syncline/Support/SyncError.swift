@@ -35,6 +35,7 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
             case rateLimited = "rate_limited"
             case clockSkew = "clock_skew"
             case unsupportedMediaType = "unsupported_media_type"
+            case invalidParameter = "invalid_parameter"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -94,6 +95,8 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let rateLimited = Code(.rateLimited)
         /// A change's HLC is too far ahead of the server's clock; re-stamp and push again.
         public static let clockSkew = Code(.clockSkew)
+        /// A request parameter that is missing, not a number, or out of range (HTTP 400).
+        public static let invalidParameter = Code(.invalidParameter)
         /// A body in a format the server does not speak (HTTP 415).
         public static let unsupportedMediaType = Code(.unsupportedMediaType)
 

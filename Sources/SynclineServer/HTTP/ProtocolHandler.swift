@@ -103,7 +103,7 @@ struct ProtocolHandler: Sendable {
         let after = try Self.unsigned(query.get("after"), name: "after") ?? 0
         let from = try Self.unsigned(query.get("from"), name: "from") ?? after
         let limit = try Self.unsigned(query.get("limit"), name: "limit") ?? 500
-        guard limit >= 1 else { throw SyncError(.invalidCursor, "limit must be at least 1, not 0") }
+        guard limit >= 1 else { throw SyncError(.invalidParameter, "limit must be at least 1, not 0") }
         var collections: Set<CollectionName>?
         if let list = query.get("collections"), !list.isEmpty {
             collections = Set(try list.split(separator: ",").map { name throws(SyncError) in try CollectionName(String(name)) })
@@ -176,7 +176,7 @@ struct ProtocolHandler: Sendable {
     static func unsigned(_ text: String?, name: String) throws(SyncError) -> UInt64? {
         guard let text else { return nil }
         guard let value = UInt64(text) else {
-            throw SyncError(.invalidCursor, "\(name) must be a non-negative integer, not \(text.prefix(40))")
+            throw SyncError(.invalidParameter, "\(name) must be a non-negative integer, not \(text.prefix(40))")
         }
         return value
     }
