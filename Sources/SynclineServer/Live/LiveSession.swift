@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 import Prometheus
+import ServiceLifecycle
 import Syncline
 
 /// One live WebSocket (`/v1/ns/{ns}/live`, DESIGN §5): `hello` → `welcome`, catch-up pages from the
@@ -27,6 +28,16 @@ struct LiveSession: Sendable {
         metrics.liveConnections.increment(by: 1)
         defer { metrics.liveConnections.decrement(by: 1) }
         let sender = LiveSender(outbound: outbound, metrics: metrics)
+        // On graceful shutdown the socket is closed with 1001 (going away); a push being applied
+        // finishes first in the backend, and the client's retry of it is answered as a duplicate.
+        await withGracefulShutdownHandler {
+            await serve(sender: sender, inbound: inbound)
+        } onGracefulShutdown: {
+            Task { await sender.close(.goingAway, "the server is shutting down") }
+        }
+    }
+
+    private func serve(sender: LiveSender, inbound: WebSocketInboundStream) async {
         // The reader hands the hello's cursor (and the client's framing) to the delivery loop.
         let (start, started) = AsyncStream<(UInt64, Framing)>.makeStream()
         await withThrowingTaskGroup(of: Part.self) { group in

@@ -1,0 +1,179 @@
+import Foundation
+import Synchronization
+import Syncline
+import SynclineNetwork
+import SynclineTesting
+import Testing
+
+/// `syncline-server` as a child process, so it can be killed with SIGKILL.
+final class ServerProcess: Sendable {
+    private final class Output: Sendable {
+        let text = Mutex("")
+    }
+
+    private let process: Process
+    private let output = Output()
+    let port: Int
+
+    /// Starts the server and waits for its "listening" line.
+    init(data: String, port: Int = 0) async throws {
+        let process = Process()
+        process.executableURL = try Self.executable()
+        process.arguments = [
+            "--port", String(port), "--data", data, "--dev-token", "\(LiveServer.token):*", "--rate-limit", "0", "--log-level", "error",
+        ]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.standardError
+        let output = self.output
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let text = String(decoding: handle.availableData, as: UTF8.self)
+            output.text.withLock { $0 += text }
+        }
+        try process.run()
+        self.process = process
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            let text = output.text.withLock { $0 }
+            if let range = text.range(of: "listening on 127.0.0.1:"),
+                let port = Int(text[range.upperBound...].prefix { $0.isNumber })
+            {
+                self.port = port
+                return
+            }
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                throw SyncError(.transportUnavailable, "syncline-server did not start: \(text)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// SIGKILL: no shutdown, no flush.
+    func kill() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func terminate() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    /// `syncline-server`, built next to the test bundle.
+    static func executable() throws -> URL {
+        var directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("syncline-server")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        throw SyncError(.storage, "syncline-server is not built next to the tests; run swift build --build-tests")
+    }
+}
+
+@Suite("Server killed and restarted", .timeLimit(.minutes(3)))
+struct ServerRestartTests {
+    /// Devices write distinct records (one change each, never coalesced), so "applied exactly once"
+    /// is checkable from outside: the server's head equals the number of acknowledged writes.
+    @Test func devicesConvergeAcrossASIGKILLOfTheServer() async throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("syncline-kill-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: data) }  // temporary files only
+        let first = try await ServerProcess(data: data)
+        let namespace = try Namespace("team")
+        let url = first.baseURL
+        let fixtures = try [StoreKind.sqlite, .leveldb, .sqlite, .leveldb].map { try StoreFixture($0) }
+        let sockets = (0..<2).map { _ in
+            WebSocketTransport(
+                url: url, namespace: namespace, token: { LiveServer.token },
+                configuration: .init(ackTimeout: .seconds(5), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(300))
+            )
+        }
+        defer { sockets.forEach { $0.close() } }
+        let transports: [any SyncTransport] = [
+            RESTTransport(url: url, namespace: namespace, token: { LiveServer.token }, configuration: .init(timeout: .seconds(5))),
+            sockets[0],
+            RESTTransport(url: url, namespace: namespace, token: { LiveServer.token }, configuration: .init(timeout: .seconds(5))),
+            sockets[1],
+        ]
+        let configuration = SyncClient.Configuration(
+            pushAttempts: 2, initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(200), syncInterval: .milliseconds(200)
+        )
+        let devices = try zip(fixtures, transports).map { fixture, transport in
+            try SyncClient(namespace: namespace, store: try fixture.open(), transport: transport, configuration: configuration)
+        }
+        devices.forEach { $0.start() }
+
+        /// Each device writes `count` new records, syncing in the background as it goes.
+        func write(_ phase: String, count: Int) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, device) in devices.enumerated() {
+                    group.addTask {
+                        for number in 0..<count {
+                            try await device.upsert(Sample.key("\(phase)-\(index)-\(number)"), fields: ["n": .int(Int64(number)), "device": .int(Int64(index))])
+                            if number % 10 == 0 { try await Task.sleep(for: .milliseconds(5)) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+
+        try await write("before", count: 30)
+        let during = Task { try await write("during", count: 50) }
+        try await Task.sleep(for: .milliseconds(30))
+        first.kill()  // mid-run: devices are writing and pushing
+        try await during.value
+        try await write("down", count: 20)  // written while the server is gone: queued, durable
+        let second = try await ServerProcess(data: data, port: first.port)
+        try await write("after", count: 30)
+
+        // Quiesce: every outbox drains and every device reaches the head.
+        let total = devices.count * (30 + 50 + 20 + 30)
+        let deadline = ContinuousClock.now + .seconds(60)
+        for device in devices {
+            while true {
+                let pending = try await device.pendingCount()
+                let cursor = try await device.pullCursor()
+                if pending == 0 && cursor >= UInt64(total) { break }
+                guard ContinuousClock.now < deadline else {
+                    let status = await device.status
+                    Issue.record("a device did not settle: \(pending) pending, cursor \(cursor) of \(total), last error \(String(describing: status.lastError))")
+                    break
+                }
+                do {
+                    try await device.sync()
+                } catch let error as SyncError where error.code == .transportUnavailable {
+                    try await Task.sleep(for: .milliseconds(50))  // a socket still reconnecting
+                }
+            }
+        }
+        for device in devices { await device.stop() }
+
+        // Nothing acknowledged lost, nothing applied twice: one seq per write, every record present.
+        let probe = RESTTransport(url: second.baseURL, namespace: namespace, token: { LiveServer.token })
+        var position: UInt64 = 0
+        var records: [RecordID: [String: Value]] = [:]
+        var head: UInt64 = 0
+        while true {
+            let page = try await probe.pull(after: 0, from: position, limit: 1_000)
+            for entry in page.changes { records[entry.record] = entry.fields.mapValues(\.value) }
+            head = page.head
+            guard page.hasMore else { break }
+            position = page.cursor
+        }
+        #expect(head == UInt64(total), "each of the \(total) acknowledged writes applied exactly once (head \(head))")
+        #expect(records.count == total, "every acknowledged write is on the server")
+        for (index, device) in devices.enumerated() {
+            let visible = try await device.visibleRecords(in: Sample.collection())
+            #expect(visible == records, "device \(index) converged")
+            device.close()
+        }
+        // SIGTERM with live sockets still open: a graceful shutdown closes them (1001) and exits.
+        let stopping = ContinuousClock.now
+        second.terminate()
+        #expect(ContinuousClock.now - stopping < .seconds(20), "graceful shutdown with open live connections")
+    }
+}
