@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
+import UnixSignals
 import Syncline
 import SynclineServer
 
@@ -45,6 +47,9 @@ struct SynclineServerCommand: AsyncParsableCommand {
     @Flag(help: "fsync every push (survives power loss).")
     var durable = false
 
+    @Option(help: "Seconds a graceful shutdown (SIGTERM, SIGINT) may take before open connections are cut.")
+    var shutdownTimeout: Int = 10
+
     func run() async throws {
         var logger = Logger(label: "syncline-server")
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
@@ -82,6 +87,11 @@ struct SynclineServerCommand: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data("syncline-server listening on \(host):\(port)\n".utf8))
         }
         logger.info("starting", metadata: ["syncline.data": "\(path)"])
-        try await app.runService()
+        // SIGTERM/SIGINT: stop accepting, finish in-flight requests, close live sockets; after the
+        // timeout whatever is still open is cancelled.
+        var groupConfiguration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(shutdownTimeout)
+        groupConfiguration.maximumCancellationDuration = .seconds(5)
+        try await ServiceGroup(configuration: groupConfiguration).run()
     }
 }

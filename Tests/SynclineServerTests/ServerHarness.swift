@@ -46,7 +46,9 @@ struct LiveServer: Sendable {
             backend: backend, configuration: configuration, metrics: metrics, host: "127.0.0.1", port: 0, logger: logger
         ) { port in portContinuation.yield(port) }
         // Run as a service so the end of the test is a graceful shutdown, as on SIGTERM.
-        let group = ServiceGroup(services: [app], gracefulShutdownSignals: [], logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(services: [app], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
+        let group = ServiceGroup(configuration: groupConfiguration)
         let running = Task { try await group.run() }
         defer { running.cancel() }
         var iterator = ports.makeAsyncIterator()
