@@ -250,7 +250,7 @@ struct BadInputTests {
             let metrics = try await server.raw(.GET, "/metrics", token: nil)
             let pages = try #require(Self.metric("syncline_live_pages_sent_total", in: metrics.body))
             #expect(pages > 0 && pages < 150, "pages sent to a socket that never reads: \(pages) for 150 commits")
-            #expect(Self.metric("syncline_live_connections", in: metrics.body) == 1)
+            // (The stalled socket may also have been closed by then: it does not answer pings.)
             #expect(Self.metric("syncline_changes_applied_total", in: metrics.body) == 9_000)
             let answer = try await server.raw(.GET, "/healthz", token: nil)
             #expect(answer.status == 200)

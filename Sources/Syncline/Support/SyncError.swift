@@ -36,6 +36,7 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
             case clockSkew = "clock_skew"
             case unsupportedMediaType = "unsupported_media_type"
             case invalidParameter = "invalid_parameter"
+            case upgradeRequired = "upgrade_required"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -97,6 +98,8 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let clockSkew = Code(.clockSkew)
         /// A request parameter that is missing, not a number, or out of range (HTTP 400).
         public static let invalidParameter = Code(.invalidParameter)
+        /// A plain request to a WebSocket route (HTTP 426).
+        public static let upgradeRequired = Code(.upgradeRequired)
         /// A body in a format the server does not speak (HTTP 415).
         public static let unsupportedMediaType = Code(.unsupportedMediaType)
 

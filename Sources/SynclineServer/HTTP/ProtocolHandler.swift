@@ -42,9 +42,12 @@ struct ProtocolHandler: Sendable {
         router.ws("/v1/ns/:ns/live") { request, context in
             do {
                 _ = try authorize(request, context)
+                guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                    throw SyncError(.upgradeRequired, "this route is a WebSocket: send Upgrade: websocket")
+                }
                 return .upgrade([:])
             } catch let error as SyncError {
-                throw HTTPError(Self.status(of: error), message: "\(error.code): \(error.message)")
+                throw ProtocolErrorResponse(response: errorResponse(error))
             }
         } onUpgrade: { inbound, outbound, context in
             guard let name = context.requestContext.parameters.get("ns"), let namespace = try? Namespace(name) else { return }
@@ -202,6 +205,7 @@ struct ProtocolHandler: Sendable {
         case .resyncRequired: return .gone
         case .rateLimited: return .tooManyRequests
         case .unsupportedMediaType: return .unsupportedMediaType
+        case .upgradeRequired: return .upgradeRequired
         case .notFound: return .notFound
         case .storage, .storeClosed, .compressionFailed: return .internalServerError
         default: return .badRequest
@@ -225,6 +229,16 @@ struct ProtocolHandler: Sendable {
         }
         return result + "\""
     }
+}
+
+/// A protocol error thrown where Hummingbird expects an error (the WebSocket upgrade check), so
+/// the answer has the protocol's error body.
+struct ProtocolErrorResponse: HTTPResponseError {
+    let response: Response
+
+    var status: HTTPResponse.Status { response.status }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response { response }
 }
 
 extension ServerEngine.PushOutcome {
