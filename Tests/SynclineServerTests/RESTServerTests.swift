@@ -5,6 +5,7 @@ import Syncline
 import SynclineNetwork
 import SynclineServer
 import SynclineTesting
+import Synchronization
 import Testing
 
 struct Todo: Codable, Identifiable, Sendable, Equatable {
@@ -37,6 +38,50 @@ struct RESTServerTests {
             try await alice.sync()
             #expect(try await aliceTodos.get(id: "t7")?.done == true)
             #expect(try await server.backend.head(namespace: namespace) == 121)
+        }
+    }
+
+    @Test func aRefusedTokenIsRenewedOnceThenReported() async throws {
+        try await LiveServer.with { server in
+            let namespace = try Namespace("team")
+            let calls = Mutex(0)
+            // The first token the provider hands out has expired; the next one is good.
+            let renewing = RESTTransport(url: server.baseURL, namespace: namespace, token: {
+                let call = calls.withLock { $0 += 1; return $0 }
+                return call == 1 ? "expired" : LiveServer.token
+            })
+            let device = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: renewing)
+            try await device.upsert(Sample.key("a"), fields: ["v": 1])
+            #expect(try await device.sync().pushed == 1)
+            #expect(calls.withLock { $0 } == 2, "asked once more after the 401")
+            // Later requests reuse the renewed token.
+            try await device.sync()
+            #expect(calls.withLock { $0 } == 2)
+
+            // A provider that only has bad tokens: one renewal per request, then an error; no loop.
+            let badCalls = Mutex(0)
+            let hopeless = RESTTransport(url: server.baseURL, namespace: namespace, token: {
+                badCalls.withLock { $0 += 1 }
+                return "revoked"
+            })
+            let stuck = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: hopeless)
+            let events = stuck.events
+            try await stuck.upsert(Sample.key("b"), fields: ["v": 2])
+            await #expect {
+                try await stuck.sync()
+            } throws: { error in
+                (error as? SyncError)?.code == .unauthorized
+            }
+            #expect(badCalls.withLock { $0 } == 2, "the first token and one renewal")
+            #expect(try await stuck.pendingCount() == 1, "the change stays queued for a later token")
+            var reported = false
+            for await event in events {
+                if case .error(let failure) = event, failure.error.code == .unauthorized {
+                    reported = true
+                    break
+                }
+            }
+            #expect(reported, "an authentication error event was emitted")
         }
     }
 }
