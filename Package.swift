@@ -89,8 +89,10 @@ let package = Package(
         .executableTarget(
             name: "syncline-bench",
             dependencies: [
-                "Syncline", "SynclineSQLite", "SynclineLevelDB", "CSQLite", "CLevelDB",
+                "Syncline", "SynclineSQLite", "SynclineLevelDB", "SynclineServer", "SynclineNetwork", "CSQLite", "CLevelDB",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -8,6 +8,8 @@ struct BenchRow {
     var durability: String
     var opsPerSecond: Double
     var baselineOpsPerSecond: Double
+    /// What the two numbers count: `ops/s` unless a row measures something else (`bytes/change`).
+    var unit = "ops/s"
     var ratio: Double { baselineOpsPerSecond > 0 ? opsPerSecond / baselineOpsPerSecond : 0 }
 }
 
@@ -25,8 +27,8 @@ struct BenchReport {
         let rows = rows.map { row -> [String: Any] in
             [
                 "name": row.name, "store": row.store, "per_tx": row.perTransaction, "durability": row.durability,
-                "ops_per_s": row.opsPerSecond.rounded(), "baseline_ops_per_s": row.baselineOpsPerSecond.rounded(),
-                "ratio": (row.ratio * 1000).rounded() / 1000,
+                "ops_per_s": (row.opsPerSecond * 10).rounded() / 10, "baseline_ops_per_s": (row.baselineOpsPerSecond * 10).rounded() / 10,
+                "ratio": (row.ratio * 1000).rounded() / 1000, "unit": row.unit,
             ]
         }
         let document: [String: Any] = ["suite": suite, "rows": rows]
@@ -36,11 +38,11 @@ struct BenchReport {
     }
 
     private func renderTable() -> String {
-        let header = ["name", "store", "per_tx", "durability", "ops/s", "baseline ops/s", "ratio"]
+        let header = ["name", "store", "per_tx", "durability", "value", "baseline", "unit", "ratio"]
         let body = rows.map { row in
             [
                 row.name, row.store, String(row.perTransaction), row.durability, Self.format(row.opsPerSecond),
-                Self.format(row.baselineOpsPerSecond), String(format: "%.2f", row.ratio),
+                Self.format(row.baselineOpsPerSecond), row.unit, String(format: "%.2f", row.ratio),
             ]
         }
         let widths = header.indices.map { column in ([header] + body).map { $0[column].count }.max() ?? 0 }
@@ -57,8 +59,8 @@ struct BenchReport {
     static func format(_ value: Double) -> String {
         let number = NumberFormatter()
         number.numberStyle = .decimal
-        number.maximumFractionDigits = 0
-        return number.string(from: NSNumber(value: value.rounded())) ?? String(Int(value))
+        number.maximumFractionDigits = value < 100 ? 1 : 0
+        return number.string(from: NSNumber(value: value < 100 ? value : value.rounded())) ?? String(Int(value))
     }
 }
 
