@@ -84,4 +84,20 @@ struct RESTServerTests {
             #expect(reported, "an authentication error event was emitted")
         }
     }
+
+    @Test func clientsNameTheirTransportByURL() async throws {
+        try await LiveServer.with { server in
+            let namespace = try Namespace("team")
+            let alice = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: .rest(server.baseURL, token: { LiveServer.token }))
+            let bob = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: .webSocket(server.baseURL, token: { LiveServer.token }))
+            defer {
+                alice.close()
+                bob.close()
+            }
+            try await alice.upsert(Sample.key("by-url"), fields: ["v": 1])
+            #expect(try await alice.sync().pushed == 1)
+            #expect(try await bob.sync().pulled == 1)
+            #expect(try await bob.record(Sample.key("by-url"))?.visibleFields["v"] == 1)
+        }
+    }
 }

@@ -65,6 +65,8 @@ public final class SyncClient: Sendable {
     private let policies = Mutex<[CollectionName: ConflictPolicy]>([:])
     private let syncGate = SyncGate()
     private let transport: any SyncTransport
+    /// Ends a transport the client created itself (the network convenience initializers).
+    private let closeTransport: (@Sendable () -> Void)?
     private let state = Mutex(ClientState())
     /// Wakes the background loop: a local write, a server commit, or a tick.
     private let triggers: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) =
@@ -79,10 +81,19 @@ public final class SyncClient: Sendable {
 
     /// Opens the pipeline over a store and a transport. Local reads and writes work at once,
     /// online or not; `sync()` exchanges changes with the server.
-    public init(
+    public convenience init(
         namespace: Namespace, store: any SyncStore, transport: any SyncTransport,
         configuration: Configuration = Configuration()
     ) throws {
+        try self.init(namespace: namespace, store: store, transport: transport, configuration: configuration, closeTransport: nil)
+    }
+
+    /// - Parameter closeTransport: called by ``close()``, for a transport the client owns.
+    package init(
+        namespace: Namespace, store: any SyncStore, transport: any SyncTransport, configuration: Configuration,
+        closeTransport: (@Sendable () -> Void)?
+    ) throws {
+        self.closeTransport = closeTransport
         self.namespace = namespace
         self.configuration = configuration
         bus = EventBus(bufferSize: configuration.eventBufferSize)
@@ -357,6 +368,7 @@ public final class SyncClient: Sendable {
         triggers.continuation.finish()
         bus.finish()
         local.store.close()
+        closeTransport?()
     }
 }
 
