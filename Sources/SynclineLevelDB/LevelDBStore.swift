@@ -289,6 +289,10 @@ final class LevelDBTransaction: StoreWriter {
         try scan(prefix: LevelDBKey.recordPrefix(collection)).map { try BinaryCodec.decodeRecordState($0) }
     }
 
+    func allRecords() throws -> [RecordState] {
+        try scan(prefix: [UInt8(ascii: "r")]).map { try BinaryCodec.decodeRecordState($0) }
+    }
+
     func putRecord(_ record: RecordState) throws {
         let bytes = BinaryCodec.encode(record)
         try limits.checkSize(of: record, encodedSize: bytes.count)

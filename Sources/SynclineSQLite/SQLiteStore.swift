@@ -192,6 +192,14 @@ final class SQLiteStoreConnection: StoreWriter {
         return try BinaryCodec.decodeRecordState(statement.blob(0))
     }
 
+    func allRecords() throws -> [RecordState] {
+        let statement = try connection.statement("SELECT state FROM records")
+        defer { statement.reset() }
+        var result = [RecordState]()
+        while try statement.step() { result.append(try BinaryCodec.decodeRecordState(statement.blob(0))) }
+        return result
+    }
+
     func records(in collection: CollectionName) throws -> [RecordState] {
         let statement = try connection.statement("SELECT state FROM records WHERE collection = ?1 ORDER BY id")
         defer { statement.reset() }

@@ -2,6 +2,7 @@ public import Hummingbird
 import HummingbirdWebSocket
 public import Logging
 import NIOCore
+import ServiceLifecycle
 public import Syncline
 
 /// How a sync server behaves: limits, tokens, live-connection settings.
@@ -24,6 +25,10 @@ public struct SyncServerConfiguration: Sendable {
     public var pingInterval: Duration
     /// How long a new live connection may take to say hello. Default 10 s.
     public var helloTimeout: Duration
+    /// How long tombstones are kept; `nil` keeps them forever. Default 30 days.
+    public var tombstoneRetention: Duration?
+    /// How often old tombstones are purged. Default 1 hour.
+    public var tombstoneSweepInterval: Duration
     /// Unix milliseconds (injected so tests control it).
     public var clock: @Sendable () -> UInt64
 
@@ -31,8 +36,11 @@ public struct SyncServerConfiguration: Sendable {
         engine: ServerEngine.Configuration = .init(), tokens: TokenStore = TokenStore(), maxRequestBytes: Int = 16 << 20,
         wire: WireCodec = WireCodec(format: .json), rateLimit: RateLimiter.Configuration? = .init(), livePageSize: Int = 500,
         maxLiveMessageBytes: Int = 16 << 20, pingInterval: Duration = .seconds(30), helloTimeout: Duration = .seconds(10),
+        tombstoneRetention: Duration? = .seconds(30 * 86_400), tombstoneSweepInterval: Duration = .seconds(3_600),
         clock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() }
     ) {
+        self.tombstoneRetention = tombstoneRetention
+        self.tombstoneSweepInterval = tombstoneSweepInterval
         self.engine = engine
         self.tokens = tokens
         self.maxRequestBytes = maxRequestBytes
@@ -67,6 +75,15 @@ public enum SyncServer {
         let router = Router(context: BasicWebSocketRequestContext.self)
         protocolHandler.addRoutes(to: router)
         let maxFrame = configuration.maxLiveMessageBytes
+        var services: [any Service] = []
+        if let retention = configuration.tombstoneRetention {
+            services.append(
+                TombstoneJanitor(
+                    backend: backend, retention: retention, interval: configuration.tombstoneSweepInterval, clock: configuration.clock,
+                    logger: logger
+                )
+            )
+        }
         return Application(
             router: router,
             server: .http1WebSocketUpgrade(
@@ -74,6 +91,7 @@ public enum SyncServer {
                 configuration: .init(maxFrameSize: maxFrame, autoPing: .enabled(timePeriod: configuration.pingInterval))
             ),
             configuration: .init(address: .hostname(host, port: port), serverName: "syncline"),
+            services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger
         )

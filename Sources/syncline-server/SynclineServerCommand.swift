@@ -47,6 +47,9 @@ struct SynclineServerCommand: AsyncParsableCommand {
     @Flag(help: "fsync every push (survives power loss).")
     var durable = false
 
+    @Option(help: "Days tombstones are kept; devices whose cursor is older pull a snapshot again (0 keeps them forever).")
+    var tombstoneRetentionDays = 30
+
     @Option(help: "Seconds a graceful shutdown (SIGTERM, SIGINT) may take before open connections are cut.")
     var shutdownTimeout: Int = 10
 
@@ -78,7 +81,8 @@ struct SynclineServerCommand: AsyncParsableCommand {
         let backend = try SQLiteBackend(path: path, configuration: .init(durability: durable ? .power : .app))
         let configuration = SyncServerConfiguration(
             engine: .init(maxBatchChanges: maxBatch), tokens: store,
-            rateLimit: rateLimit > 0 ? .init(perSecond: rateLimit, burst: rateLimit * 2) : nil
+            rateLimit: rateLimit > 0 ? .init(perSecond: rateLimit, burst: rateLimit * 2) : nil,
+            tombstoneRetention: tombstoneRetentionDays > 0 ? .seconds(tombstoneRetentionDays * 86_400) : nil
         )
         let app = SyncServer.application(
             backend: backend, configuration: configuration, host: host, port: port, logger: logger

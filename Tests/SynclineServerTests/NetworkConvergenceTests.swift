@@ -37,6 +37,7 @@ final class RecordingBackend: ServerBackend {
 
     func head(namespace: Namespace) async throws -> UInt64 { try await base.head(namespace: namespace) }
     func purgeTombstones(namespace: Namespace, through seq: UInt64) async throws { try await base.purgeTombstones(namespace: namespace, through: seq) }
+    func purgeTombstones(olderThan cutoff: UInt64) async throws -> [Namespace: UInt64] { try await base.purgeTombstones(olderThan: cutoff) }
     func subscribe(namespace: Namespace) async -> AsyncStream<UInt64> { await base.subscribe(namespace: namespace) }
 }
 

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOHTTP1
 import Syncline
 import SynclineNetwork
 import SynclineServer
@@ -98,6 +99,38 @@ struct RESTServerTests {
             #expect(try await alice.sync().pushed == 1)
             #expect(try await bob.sync().pulled == 1)
             #expect(try await bob.record(Sample.key("by-url"))?.visibleFields["v"] == 1)
+        }
+    }
+
+    @Test func oldTombstonesArePurgedAndStaleDevicesResync() async throws {
+        var configuration = LiveServer.configuration()
+        configuration.tombstoneRetention = .zero  // every tombstone is old at once
+        configuration.tombstoneSweepInterval = .milliseconds(20)
+        try await LiveServer.with(configuration: configuration) { server in
+            let namespace = try Namespace("team")
+            let alice = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: server.rest(namespace))
+            let bob = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: server.rest(namespace))
+            try await alice.upsert(Sample.key("a"), fields: ["v": 1])
+            try await alice.upsert(Sample.key("b"), fields: ["v": 2])
+            try await alice.sync()
+            try await bob.sync()
+            #expect(try await bob.pullCursor() == 2)
+            try await alice.delete(Sample.key("a"))
+            try await alice.upsert(Sample.key("c"), fields: ["v": 3])
+            try await alice.sync()
+            // The janitor purges the tombstone: a cursor before it is now answered with 410.
+            var answer = try await server.raw(.GET, "/v1/ns/team/changes?after=2")
+            let deadline = ContinuousClock.now + .seconds(10)
+            while answer.status != 410 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                answer = try await server.raw(.GET, "/v1/ns/team/changes?after=2")
+            }
+            #expect(answer.status == 410 && answer.errorCode == "resync_required")
+            // Bob, still at cursor 2, pulls a snapshot instead and ends up equal to the server.
+            try await bob.sync()
+            let visible = try await bob.visibleRecords(in: Sample.collection())
+            #expect(visible == [Sample.id("b"): ["v": 2], Sample.id("c"): ["v": 3]])
+            #expect(try await bob.pullCursor() == 4)
         }
     }
 }

@@ -159,19 +159,24 @@ struct ServerSemanticsTests {
             #expect(page.changes[1].deleted && page.changes[1].hlc?.node == bob)
             #expect(page.cursor == 8 && !page.hasMore && page.remaining == 0 && page.head == 8)
 
-            // Paging a snapshot (after 0, limit 2): live records only, `from` moves, `after` stays.
+            // Paging a snapshot (after 0, limit 2): the first page holds live records only, later
+            // pages also the tombstones of records deleted after it (r4); `from` moves, `after` stays;
+            // `remaining` counts what the later pages will hold.
             var position: UInt64 = 0
             var seen: [String] = []
+            var deleted: [String] = []
             var remainingSeen: [UInt64] = []
             repeat {
                 let part = try await server.pull(after: 0, from: position, limit: 2)
                 seen += part.changes.map(\.record.rawValue)
+                deleted += part.changes.filter(\.deleted).map(\.record.rawValue)
                 remainingSeen.append(part.remaining)
                 position = part.cursor
                 if !part.hasMore { break }
             } while true
-            #expect(seen == ["r1", "r3", "r5", "r2"])
-            #expect(remainingSeen == [2, 0])
+            #expect(seen == ["r1", "r3", "r5", "r2", "r4"])
+            #expect(deleted == ["r4"])
+            #expect(remainingSeen == [3, 1, 0])
             #expect(position == 8)
             // Collections filter.
             let none = try await server.pull(after: 0, limit: 10, collections: [Sample.collection("notes")])

@@ -342,7 +342,12 @@ package actor LocalStore {
     ///   - cursor: the cursor the pull began from.
     ///   - position: where this page starts.
     /// - Throws: ``SyncError`` `.invalidPage` (nothing applied) when the page goes backwards.
-    package func applyPage(_ page: PullPage, after cursor: UInt64, from position: UInt64) throws -> [RecordKey] {
+    /// - Parameter snapshot: for a pull from 0, every key the snapshot's pages held; with the last
+    ///   page, confirmed records the snapshot did not hold are gone on the server (deleted, and
+    ///   their tombstones purged) and lose their confirmed fields, in the same transaction.
+    package func applyPage(
+        _ page: PullPage, after cursor: UInt64, from position: UInt64, snapshot: Set<RecordKey>? = nil
+    ) throws -> [RecordKey] {
         var previous = position
         for change in page.changes {
             guard change.seq > previous else {
@@ -366,7 +371,7 @@ package actor LocalStore {
             if let hlc = change.hlc { try clock.receive(hlc, wallMillis: now) }
         }
         let device = DeviceMetadata(deviceID: clock.node, lastHLC: clock.last)
-        try store.write { tx in
+        let gone = try store.write { tx -> [RecordKey] in
             for change in page.changes {
                 let key = RecordKey(collection: change.collection, id: change.record)
                 var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
@@ -383,11 +388,21 @@ package actor LocalStore {
                 record.seq = max(record.seq, change.seq)
                 try tx.putRecord(record)
             }
+            var gone: [RecordKey] = []
+            if !page.hasMore, let snapshot {
+                for var record in try tx.allRecords() where record.seq > 0 && !snapshot.contains(record.key) && record.tombstone == nil {
+                    record.fields = [:]
+                    record.tombstone = .zero
+                    try tx.putRecord(record)
+                    gone.append(record.key)
+                }
+            }
             if !page.hasMore { try tx.setPullCursor(page.cursor) }
             try tx.setDeviceMetadata(device)
+            return gone
         }
         self.clock = clock
-        return page.changes.map { RecordKey(collection: $0.collection, id: $0.record) }
+        return page.changes.map { RecordKey(collection: $0.collection, id: $0.record) } + gone
     }
 
     /// Forgets the cursor so the next pull starts from a snapshot (after a `resyncRequired`).

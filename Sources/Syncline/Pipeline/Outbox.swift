@@ -134,6 +134,8 @@ package actor Reconciler {
         var resyncs = 0
         var cursor = try await local.pullCursor()
         var position = cursor
+        // A pull from 0 is a snapshot: the keys it holds tell which local records are gone.
+        var snapshot: Set<RecordKey>? = cursor == 0 ? [] : nil
         while true {
             let page: PullPage
             let trafficBefore = transport.traffic
@@ -144,6 +146,7 @@ package actor Reconciler {
                 try await local.resetCursor()
                 cursor = 0
                 position = 0
+                snapshot = []
                 continue
             } catch {
                 // Unreachable server, undecodable answer: reported, nothing applied, retried later.
@@ -153,7 +156,8 @@ package actor Reconciler {
             }
             let keys: [RecordKey]
             do {
-                keys = try await local.applyPage(page, after: cursor, from: position)
+                snapshot?.formUnion(page.changes.map { RecordKey(collection: $0.collection, id: $0.record) })
+                keys = try await local.applyPage(page, after: cursor, from: position, snapshot: snapshot)
             } catch let error as SyncError where error.code == .invalidPage {
                 stats.errors += 1
                 bus.emit(.error(SyncErrorEvent(error: error, key: nil, changeID: nil)))

@@ -129,6 +129,9 @@ public actor InMemorySyncServer {
 
     // MARK: Inspection and maintenance
 
+    /// The namespaces that hold anything.
+    public var namespaceNames: [Namespace] { Array(namespaces.keys) }
+
     /// The namespace's head seq.
     public func head(namespace: Namespace) -> UInt64 { namespaces[namespace]?.head ?? 0 }
 

@@ -126,11 +126,14 @@ public enum ServerEngine {
             )
         }
         let pageSize = max(1, min(limit, configuration.maxPageSize))
-        // A snapshot (after 0) holds live records only.
-        let records = try namespace.latestRecords(after: position, collections: collections, liveOnly: cursor == 0, limit: pageSize)
+        // A snapshot (after 0) starts with live records only. Its later pages also carry the
+        // tombstones of records deleted while the device paged: one of them may have come live
+        // in an earlier page.
+        let liveOnly = cursor == 0 && position == 0
+        let records = try namespace.latestRecords(after: position, collections: collections, liveOnly: liveOnly, limit: pageSize)
         let last = records.last?.seq ?? position
         let remaining = records.count < pageSize
-            ? 0 : try namespace.countLatestRecords(after: last, collections: collections, liveOnly: cursor == 0)
+            ? 0 : try namespace.countLatestRecords(after: last, collections: collections, liveOnly: false)  // later pages hold tombstones too
         let hasMore = remaining > 0
         // With nothing left, the cursor moves to the head so an idle device does not rescan.
         return PullPage(

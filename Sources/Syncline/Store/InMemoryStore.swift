@@ -102,6 +102,10 @@ private final class InMemoryTransaction: StoreWriter {
 
     func record(_ key: RecordKey) throws -> RecordState? { state.records[key.collection]?[key.id] }
 
+    func allRecords() throws -> [RecordState] {
+        state.records.values.flatMap(\.values)
+    }
+
     func records(in collection: CollectionName) throws -> [RecordState] {
         guard let records = state.records[collection] else { return [] }
         return records.values.sorted { $0.id.rawValue.utf8.lexicographicallyPrecedes($1.id.rawValue.utf8) }

@@ -73,6 +73,8 @@ public protocol StoreReader {
     func record(_ key: RecordKey) throws -> RecordState?
     /// The records of one collection, in id order (UTF-8 byte order).
     func records(in collection: CollectionName) throws -> [RecordState]
+    /// Every record of every collection (a resync compares them with a snapshot).
+    func allRecords() throws -> [RecordState]
 
     /// Up to `limit` entries in drain order: higher priority first, FIFO within a priority. Two
     /// entries of the same record are always in the order they were made.

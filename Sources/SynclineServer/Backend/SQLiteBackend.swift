@@ -54,6 +54,26 @@ public actor SQLiteBackend: ServerBackend {
         }
     }
 
+    public func purgeTombstones(olderThan cutoff: UInt64) throws -> [Namespace: UInt64] {
+        let old = try database.read { connection -> [(String, UInt64)] in
+            let statement = try connection.statement(
+                "SELECT ns, max(seq) FROM records WHERE deleted = 1 AND tombstone_ms < ?1 GROUP BY ns"
+            )
+            defer { statement.reset() }
+            try statement.bind(1, Int64(clamping: cutoff))
+            var rows: [(String, UInt64)] = []
+            while try statement.step() { rows.append((statement.text(0), UInt64(bitPattern: statement.int64(1)))) }
+            return rows
+        }
+        var horizons: [Namespace: UInt64] = [:]
+        for (name, through) in old {
+            let namespace = try Namespace(name)
+            try purgeTombstones(namespace: namespace, through: through)
+            horizons[namespace] = through + 1
+        }
+        return horizons
+    }
+
     public nonisolated func subscribe(namespace: Namespace) -> AsyncStream<UInt64> { heads.subscribe(namespace: namespace) }
 
     public func head(namespace: Namespace) throws -> UInt64 {
@@ -129,7 +149,7 @@ final class BackendDatabase {
             CREATE TABLE IF NOT EXISTS namespaces(ns TEXT PRIMARY KEY, head INTEGER NOT NULL, horizon INTEGER NOT NULL,
                 applied INTEGER NOT NULL) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS records(ns TEXT NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL,
-                seq INTEGER NOT NULL, deleted INTEGER NOT NULL, state BLOB NOT NULL,
+                seq INTEGER NOT NULL, deleted INTEGER NOT NULL, tombstone_ms INTEGER NOT NULL, state BLOB NOT NULL,
                 PRIMARY KEY(ns, collection, id)) WITHOUT ROWID;
             CREATE UNIQUE INDEX IF NOT EXISTS records_by_seq ON records(ns, seq);
             CREATE TABLE IF NOT EXISTS applied(ns TEXT NOT NULL, id BLOB NOT NULL, ord INTEGER NOT NULL,
@@ -216,14 +236,15 @@ struct NamespaceRows: ServerNamespaceWriter, ServerNamespaceReader {
 
     mutating func store(_ record: ServerRecord, replacing previous: ServerRecord?) throws {
         let statement = try connection.statement(
-            "INSERT OR REPLACE INTO records(ns, collection, id, seq, deleted, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            "INSERT OR REPLACE INTO records(ns, collection, id, seq, deleted, tombstone_ms, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         )
         try statement.bind(1, namespace.rawValue)
         try statement.bind(2, record.collection.rawValue)
         try statement.bind(3, record.id.rawValue)
         try statement.bind(4, Int64(bitPattern: record.seq))
         try statement.bind(5, record.deleted ? 1 : 0)
-        try statement.bind(6, blob: ServerRecordCodec.encode(record))
+        try statement.bind(6, Int64(record.deleted ? record.tombstone?.wallMillis ?? 0 : 0))
+        try statement.bind(7, blob: ServerRecordCodec.encode(record))
         try statement.run()
     }
 

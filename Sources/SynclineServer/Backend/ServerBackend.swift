@@ -16,12 +16,26 @@ public protocol ServerBackend: Sendable {
     func head(namespace: Namespace) async throws -> UInt64
     /// Forgets tombstones written at or before `seq`; cursors older than that must resync (410).
     func purgeTombstones(namespace: Namespace, through seq: UInt64) async throws
+    /// Forgets, in every namespace, the tombstones of deletes made before `cutoff` (Unix ms, by
+    /// the delete's HLC); returns each namespace's new horizon.
+    func purgeTombstones(olderThan cutoff: UInt64) async throws -> [Namespace: UInt64]
     /// The namespace's head after each commit on this backend, for live connections (the newest
     /// only when the reader is slow).
     func subscribe(namespace: Namespace) async -> AsyncStream<UInt64>
 }
 
 extension InMemorySyncServer: ServerBackend {
+    public func purgeTombstones(olderThan cutoff: UInt64) async throws -> [Namespace: UInt64] {
+        var horizons: [Namespace: UInt64] = [:]
+        for namespace in namespaceNames {
+            let old = records(namespace: namespace).values.filter { $0.deleted && ($0.tombstone?.wallMillis ?? 0) < cutoff }
+            guard let through = old.map(\.seq).max() else { continue }
+            purgeTombstones(namespace: namespace, through: through)
+            horizons[namespace] = through + 1
+        }
+        return horizons
+    }
+
     public func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) async throws -> ServerEngine.PushOutcome {
         try applyValidated(batch, namespace: namespace)
     }
