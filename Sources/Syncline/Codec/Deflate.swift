@@ -75,8 +75,8 @@ public enum Deflate {
                 }
                 if output.count + produced > limit {
                     failure = limit == maxOutputBytes
-                        ? SyncError(.decompressionLimit, "inflated body exceeds the limit of \(maxOutputBytes) bytes")
-                        : SyncError(.decompressionLimit, "inflated body exceeds \(maxRatio)× its compressed size of \(bytes.count) bytes")
+                        ? SyncError(.decompressionLimit, "inflated body exceeds the limit of \(maxOutputBytes) bytes", limit: maxOutputBytes)
+                        : SyncError(.decompressionLimit, "inflated body exceeds \(maxRatio)× its compressed size of \(bytes.count) bytes (the inflate ratio limit)", limit: maxRatio)
                     return
                 }
                 output.append(contentsOf: chunk[0..<produced])

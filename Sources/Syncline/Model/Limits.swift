@@ -30,13 +30,13 @@ public struct Limits: Hashable, Sendable {
             if size > maxFieldBytes {
                 throw SyncError(
                     .fieldTooLarge,
-                    "field \"\(name)\" of \(record) is \(size) bytes; the limit is \(maxFieldBytes)"
+                    "field \"\(name)\" of \(record) is \(size) bytes; the limit is \(maxFieldBytes)", limit: maxFieldBytes
                 )
             }
             total += size + name.utf8.count
         }
         if total > maxRecordBytes {
-            throw SyncError(.recordTooLarge, "record \(record) is \(total) bytes; the limit is \(maxRecordBytes)")
+            throw SyncError(.recordTooLarge, "record \(record) is \(total) bytes; the limit is \(maxRecordBytes)", limit: maxRecordBytes)
         }
     }
 
