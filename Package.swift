@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "SynclineNetwork", targets: ["SynclineNetwork"]),
         .library(name: "SynclineServer", targets: ["SynclineServer"]),
         .executable(name: "syncline-server", targets: ["syncline-server"]),
+        .executable(name: "syncline-sim", targets: ["syncline-sim"]),
         .executable(name: "syncline-bench", targets: ["syncline-bench"]),
         .executable(name: "syncline-store-tour", targets: ["syncline-store-tour"]),
     ],
@@ -96,6 +97,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "SynclineSimulation",
+            dependencies: [
+                "Syncline", "SynclineSQLite", "SynclineLevelDB", "SynclineNetwork", "SynclineServer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Samples/MultiDeviceSimulator/Simulation",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "syncline-sim",
+            dependencies: ["SynclineSimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Samples/MultiDeviceSimulator/Command",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "syncline-store-tour",
             dependencies: ["Syncline", "SynclineSQLite", "SynclineLevelDB"],
@@ -132,6 +149,11 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SynclineSimulationTests",
+            dependencies: ["Syncline", "SynclineSimulation"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
