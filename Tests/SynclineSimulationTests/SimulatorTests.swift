@@ -36,7 +36,7 @@ struct SimulatorTests {
             devices: 4, operations: 400, seed: 7, stores: [.sqlite, .leveldb, .memory], transports: [.rest, .websocket],
             offlineRate: 0.03, crashRate: 0.02, restartServer: true, quiesceTimeout: .seconds(60)
         )
-        let simulator = Simulator(options: options)
+        let simulator = try Simulator(options: options)
         let summary = try await simulator.run()
         #expect(summary.passed, "\(summary.table())")
         #expect(summary.ops == 400 && summary.devices == 4)

@@ -19,6 +19,7 @@ struct SimulatorCommand: AsyncParsableCommand {
     @Option(help: "Transports, given to devices in turn: rest, websocket (comma-separated).") var transport = "rest,websocket"
     @Option(help: "Use a running server (http://host:port) instead of the embedded one.") var server: String?
     @Option(help: "Bearer token for the server.") var token = "syncline-sim"
+    @Option(help: "Namespace the devices share.") var namespace = "sim"
     @Option(help: "Chance per operation that a device goes offline or comes back.") var offlineRate = 0.02
     @Option(help: "Chance per operation that a device crashes and restarts from its store.") var crashRate = 0.01
     @Flag(help: "Do not restart the embedded server halfway.") var noServerRestart = false
@@ -56,10 +57,10 @@ struct SimulatorCommand: AsyncParsableCommand {
     func run() async throws {
         let options = SimulationOptions(
             devices: devices, operations: ops, duration: duration.map { .milliseconds(Int($0 * 1_000)) }, seed: seed,
-            stores: try stores(), transports: try transports(), serverURL: server, token: token, offlineRate: offlineRate,
+            stores: try stores(), transports: try transports(), serverURL: server, token: token, namespace: namespace, offlineRate: offlineRate,
             crashRate: crashRate, restartServer: !noServerRestart && server == nil
         )
-        let simulator = Simulator(options: options)
+        let simulator = try Simulator(options: options)
         let progress = ProgressDisplay(enabled: !json)
         let summary = try await simulator.run(progress: { done, total, line in progress.update(done: done, total: total, line: line) })
         progress.finish()

@@ -23,6 +23,8 @@ public struct SimulationOptions: Sendable {
     /// A running server to use instead of the embedded one (its namespace must accept `token`).
     public var serverURL: String?
     public var token: String
+    /// The namespace the devices share (several simulators on one server use different ones).
+    public var namespace: String
     /// Chance per operation that a device goes offline or comes back. Default 0.02.
     public var offlineRate: Double
     /// Chance per operation that a device crashes and restarts from its store. Default 0.01.
@@ -37,7 +39,7 @@ public struct SimulationOptions: Sendable {
     public init(
         devices: Int = 6, operations: Int = 3_000, duration: Duration? = nil, seed: UInt64 = 1,
         stores: [Store] = [.sqlite, .leveldb], transports: [Transport] = [.rest, .websocket], serverURL: String? = nil,
-        token: String = "syncline-sim", offlineRate: Double = 0.02, crashRate: Double = 0.01, restartServer: Bool = true,
+        token: String = "syncline-sim", namespace: String = "sim", offlineRate: Double = 0.02, crashRate: Double = 0.01, restartServer: Bool = true,
         directory: URL? = nil, quiesceTimeout: Duration = .seconds(120)
     ) {
         self.devices = devices
@@ -48,6 +50,7 @@ public struct SimulationOptions: Sendable {
         self.transports = transports
         self.serverURL = serverURL
         self.token = token
+        self.namespace = namespace
         self.offlineRate = offlineRate
         self.crashRate = crashRate
         self.restartServer = restartServer

@@ -135,7 +135,7 @@ public final class Simulator {
     }
 
     public let options: SimulationOptions
-    let namespace = try! Namespace("sim")
+    let namespace: Namespace
     static let todos = try! CollectionName("todos")
     static let counters = try! CollectionName("counters")
     static let notes = try! CollectionName("notes")
@@ -161,8 +161,10 @@ public final class Simulator {
         }
     }
 
-    public init(options: SimulationOptions) {
+    /// - Throws: ``SyncError`` `.invalidNamespace` for a bad namespace name.
+    public init(options: SimulationOptions) throws {
         self.options = options
+        namespace = try Namespace(options.namespace)
         random = SimulationRandom(seed: options.seed)
         observations = Observations(devices: options.devices)
     }
