@@ -59,7 +59,8 @@ metric() { curl -s "$url/metrics" | awk -v name="$1" '$1 == name {print $2}'; }
 
 if [[ "$connections" -gt 0 ]]; then
     before=$(rss_kib VmRSS)
-    python3 - "$port" "$connections" <<'PY'
+    export STRESS_MARK="$work/opened"
+    python3 - "$port" "$connections" > "$work/connections.out" 2>&1 <<'PY' &
 import asyncio, base64, os, sys, time
 port, count = int(sys.argv[1]), int(sys.argv[2])
 hello = b'{"type":"hello","cursor":0}'
@@ -84,13 +85,21 @@ async def main():
     print(f"opened {len(opened)} of {count} live connections in {time.time() - start:.1f} s", flush=True)
     with open(os.environ.get("STRESS_MARK", "/dev/null"), "w") as mark:
         mark.write(str(len(opened)))
-    await asyncio.sleep(3)
+    await asyncio.sleep(15)  # held open while the script measures the server
 asyncio.run(main())
 PY
+    client_pid=$!
+    for _ in $(seq 1 1200); do [[ -s "$STRESS_MARK" ]] && break; sleep 0.1; done
+    sleep 2  # let the server settle with every connection open
     after=$(rss_kib VmRSS)
     live=$(metric syncline_live_connections)
-    echo "server RSS: ${before} KiB before, ${after} KiB with the connections open (live connections metric: ${live:-?})"
-    echo "memory per idle live connection: $(( (after - before) * 1024 / connections )) bytes"
+    opened=$(cat "$STRESS_MARK" 2>/dev/null || echo 0)
+    kill "$client_pid" 2>/dev/null || true
+    wait "$client_pid" 2>/dev/null || true
+    cat "$work/connections.out"
+    echo "server RSS: ${before} KiB before, ${after} KiB with ${live:-?} live connections open"
+    echo "memory per idle live connection: $(( (after - before) * 1024 / (opened > 0 ? opened : 1) )) bytes"
+    [[ "$opened" -eq "$connections" ]] || { echo "only $opened of $connections connections were welcomed"; exit 1; }
     exit 0
 fi
 
