@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 
 Scripts/bootstrap.sh
 swift build -c release --product syncline-bench
-for suite in store pipeline network; do
+for suite in store pipeline network growth; do
     .build/release/syncline-bench "$suite" "$@"
 done

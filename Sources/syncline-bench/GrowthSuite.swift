@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import Syncline
+import SynclineServer
+
+/// `syncline-bench growth`: pulling a fixed delta must cost the same however long the history.
+struct GrowthSuiteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "growth",
+        abstract: "Time and bytes to pull a delta of 1,000 changes with a history of 1,000,000 vs 10,000 changes."
+    )
+
+    @OptionGroup var options: SuiteOptions
+
+    func run() async throws {
+        let report = try await GrowthSuite(options: options).run()
+        print(report.render(json: options.json))
+    }
+}
+
+struct GrowthSuite {
+    var options: SuiteOptions
+    static let delta = 1_000
+
+    func run() async throws -> BenchReport {
+        var report = BenchReport(suite: "growth")
+        let root = URL(fileURLWithPath: options.directory ?? NSTemporaryDirectory())
+            .appendingPathComponent("syncline-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }  // temporary files only
+        let small = max(Int(10_000 * options.scale), 2 * Self.delta)
+        let large = max(Int(1_000_000 * options.scale), 10 * small)
+        let short = try await Self.measure(history: small, path: root.appendingPathComponent("small.sqlite").path, repeats: options.repeats)
+        let long = try await Self.measure(history: large, path: root.appendingPathComponent("large.sqlite").path, repeats: options.repeats)
+        report.rows.append(
+            BenchRow(
+                name: "pull_delta_1000", store: "sqlite", perTransaction: large, durability: "app", opsPerSecond: long.pullsPerSecond,
+                baselineOpsPerSecond: short.pullsPerSecond, unit: "pulls/s"
+            )
+        )
+        report.rows.append(
+            BenchRow(
+                name: "pull_delta_1000_bytes", store: "wire", perTransaction: large, durability: "-", opsPerSecond: Double(long.bytes),
+                baselineOpsPerSecond: Double(short.bytes), unit: "bytes/pull"
+            )
+        )
+        report.notes.append(
+            "growth: a pull of the last \(Self.delta) changes (SQLiteBackend, coalesced page, encoded in the binary codec and deflated) with a history of \(large) changes (value) against \(small) (baseline); ratio 1.0 is flat; per_tx holds the long history; median of \(options.repeats) pulls"
+        )
+        return report
+    }
+
+    /// Builds a history of `history` changes (one record each, in batches of 5,000), then times
+    /// pulls of the last `delta` of them.
+    static func measure(history: Int, path: String, repeats: Int) async throws -> (pullsPerSecond: Double, bytes: Int) {
+        let backend = try SQLiteBackend(path: path)
+        let namespace = try Namespace("growth")
+        let collection = try CollectionName("items")
+        let now = WallClock.nowMillis()
+        var written = 0
+        while written < history {
+            let count = min(5_000, history - written)
+            var changes: [Change] = []
+            changes.reserveCapacity(count)
+            for index in written..<(written + count) {
+                let id = EventID(high: (now + UInt64(index)) << 16 | 0x7000, low: 0x8000_0000_0000_0000 | UInt64(index))
+                let fields: [String: Value] = ["title": .string("item \(index)"), "n": .int(Int64(index)), "done": .bool(index % 2 == 0)]
+                let hlc = HLC(packed: now << 16 | UInt64(index & 0xFFFF), node: 5)
+                changes.append(
+                    Change(id: id, collection: collection, record: try RecordID("item-\(index)"), operation: .upsert, fields: fields, hlc: hlc, base: 0)
+                )
+            }
+            _ = try await backend.push(ChangeBatch(changes: changes), namespace: namespace, serverTime: now)
+            written += count
+        }
+        let cursor = UInt64(history - delta)
+        var rates: [Double] = []
+        var bytes = 0
+        for _ in 0..<max(repeats, 1) {
+            var page: PullPage?
+            let rate = try await measureAsync(operations: 1) {
+                page = try await backend.pull(
+                    namespace: namespace, after: cursor, from: cursor, limit: delta, collections: nil, configuration: .init()
+                )
+            }
+            guard let page, page.changes.count == delta else { throw SyncError(.invalidPage, "the delta pull returned \(page?.changes.count ?? 0) entries") }
+            bytes = try WireCodec(format: .binary).encode(page).bytes.count
+            rates.append(rate)
+        }
+        return (rates.sorted()[rates.count / 2], bytes)
+    }
+}
