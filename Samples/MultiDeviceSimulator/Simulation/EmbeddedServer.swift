@@ -105,13 +105,15 @@ final class EmbeddedServer: Sendable {
 
     /// Stops the server gracefully (live sockets are closed; devices reconnect).
     func stop() async {
-        guard let running = state.withLock({ state -> Running? in defer { state = nil }; return state }) else { return }
+        guard let running = state.withLock({ $0 }) else { return }
+        await running.group.triggerGracefulShutdown()
+        _ = await running.task.result
+        // Counted after the shutdown: pushes in flight when it began still finish and count.
+        state.withLock { $0 = nil }
         counted.withLock { total in
             for (id, count) in running.backend.applications { total[id, default: 0] += count }
         }
         countedRejections.withLock { $0.formUnion(running.backend.rejected) }
-        await running.group.triggerGracefulShutdown()
-        _ = await running.task.result
     }
 
     func restart() async throws {
