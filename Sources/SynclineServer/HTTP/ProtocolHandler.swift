@@ -50,6 +50,7 @@ struct ProtocolHandler: Sendable {
                 throw ProtocolErrorResponse(response: errorResponse(error))
             }
         } onUpgrade: { inbound, outbound, context in
+            // The upgrade check above already refused an invalid namespace; this cannot fail.
             guard let name = context.requestContext.parameters.get("ns"), let namespace = try? Namespace(name) else { return }
             let session = LiveSession(
                 namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: context.logger
