@@ -63,15 +63,11 @@ public final class WebSocketTransport: SyncTransport {
         var nextBatch: UInt64 = 1
         var acks: [UInt64: CheckedContinuation<PushResponse, any Error>] = [:]
         var pages: [BufferedPage] = []
-        var heads: [Int: AsyncStream<UInt64>.Continuation] = [:]
-        var nextHeadSubscriber = 0
         var connection: Task<Void, Never>?
         var closed = false
         var traffic = TransportTraffic()
         var connections = 0
         var pagesServedFromSocket = 0
-        /// The newest head the server announced, given to new `liveHeads()` subscribers at once.
-        var lastHead: UInt64?
         var nextArrival = 0
         /// The last page a pull got from the buffer; a pull's next page may come from the buffer
         /// only if it continues that one and arrived after it (so it was computed after it).
@@ -85,6 +81,9 @@ public final class WebSocketTransport: SyncTransport {
     private let liveURL: String
     private let logger: Logger
     private let state = Mutex(State())
+    /// The newest head heard (a welcome, a page, or this device's own acknowledged push), given to
+    /// `liveHeads()` subscribers.
+    private let heads = HeadBroadcaster()
 
     /// - Parameter url: the server's base URL (`http://host:port`); the socket goes to
     ///   `ws://host:port/v1/ns/{ns}/live`.
@@ -108,13 +107,12 @@ public final class WebSocketTransport: SyncTransport {
 
     /// Ends the connection; later calls go over REST.
     public func close() {
-        let (task, heads) = state.withLock { state -> (Task<Void, Never>?, [AsyncStream<UInt64>.Continuation]) in
+        let task = state.withLock { state in
             state.closed = true
-            defer { state.heads = [:] }
-            return (state.connection, Array(state.heads.values))
+            return state.connection
         }
         task?.cancel()
-        for continuation in heads { continuation.finish() }
+        heads.finish()
     }
 
     /// Whether the socket is open now.
@@ -162,6 +160,7 @@ public final class WebSocketTransport: SyncTransport {
     }
 
     public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+        let newestHead = heads.latest(namespace: namespace)
         let buffered = state.withLock { state -> PullPage? in
             if cursor == position {
                 state.cursor = cursor
@@ -179,7 +178,7 @@ public final class WebSocketTransport: SyncTransport {
                     guard page.after == cursor && page.from == position else { return false }
                     // Only a page as fresh as anything heard since (a newer commit, or this
                     // device's own acknowledged push) answers a pull: sync() means "up to now".
-                    guard page.page.head >= (state.lastHead ?? 0) else { return false }
+                    guard page.page.head >= (newestHead ?? 0) else { return false }
                     if cursor == position { return true }
                     guard let continuing else { return false }
                     return continuing.after == cursor && continuing.cursor == position && page.arrival > continuing.arrival
@@ -200,20 +199,7 @@ public final class WebSocketTransport: SyncTransport {
 
     public func liveHeads() async -> AsyncStream<UInt64> {
         startIfNeeded()
-        let (stream, continuation) = AsyncStream<UInt64>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let id: Int? = state.withLock { state in
-            guard !state.closed else { return nil }
-            defer { state.nextHeadSubscriber += 1 }
-            state.heads[state.nextHeadSubscriber] = continuation
-            if let head = state.lastHead { continuation.yield(head) }
-            return state.nextHeadSubscriber
-        }
-        guard let id else {
-            continuation.finish()
-            return stream
-        }
-        continuation.onTermination = { [weak self] _ in _ = self?.state.withLock { $0.heads.removeValue(forKey: id) } }
-        return stream
+        return heads.subscribe(namespace: namespace)
     }
 
     // MARK: Connection
@@ -317,13 +303,11 @@ public final class WebSocketTransport: SyncTransport {
     }
 
     private func connected(_ outbound: WebSocketOutboundWriter, head: UInt64) {
-        let heads = state.withLock { state -> [AsyncStream<UInt64>.Continuation] in
+        state.withLock { state in
             state.outbound = outbound
             state.connections += 1
-            state.lastHead = max(state.lastHead ?? 0, head)
-            return Array(state.heads.values)
         }
-        for continuation in heads { continuation.yield(head) }
+        heads.publish(head, namespace: namespace)
     }
 
     private func disconnected() {
@@ -338,23 +322,20 @@ public final class WebSocketTransport: SyncTransport {
     }
 
     private func buffer(_ page: BufferedPage) {
-        let heads = state.withLock { state -> [AsyncStream<UInt64>.Continuation] in
+        state.withLock { state in
             var page = page
             page.arrival = state.nextArrival
             state.nextArrival += 1
             state.pages.append(page)
             if state.pages.count > configuration.bufferedPages { state.pages.removeFirst(state.pages.count - configuration.bufferedPages) }
-            state.lastHead = max(state.lastHead ?? 0, page.page.head)
-            return Array(state.heads.values)
         }
-        for continuation in heads { continuation.yield(page.page.head) }
+        heads.publish(page.page.head, namespace: namespace)
     }
 
     private func resolveAck(_ number: UInt64, _ result: Result<PushResponse, any Error>) {
-        let waiting = state.withLock { state in
-            if case .success(let response) = result { state.lastHead = max(state.lastHead ?? 0, response.head) }
-            return state.acks.removeValue(forKey: number)
-        }
+        // The own push's head makes older pages stale, without waking the sync loop again.
+        if case .success(let response) = result { heads.publish(response.head, namespace: namespace, notify: false) }
+        let waiting = state.withLock { $0.acks.removeValue(forKey: number) }
         waiting?.resume(with: result)
     }
 

@@ -24,10 +24,8 @@ struct GrowthSuite {
 
     func run() async throws -> BenchReport {
         var report = BenchReport(suite: "growth")
-        let root = URL(fileURLWithPath: options.directory ?? NSTemporaryDirectory())
-            .appendingPathComponent("syncline-bench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: root) }  // temporary files only
+        let root = try options.makeScratchDirectory()
+        defer { removeScratchDirectory(root) }
         let small = max(Int(10_000 * options.scale), 2 * Self.delta)
         let large = max(Int(1_000_000 * options.scale), 10 * small)
         let short = try await Self.measure(history: small, path: root.appendingPathComponent("small.sqlite").path, repeats: options.repeats)

@@ -29,10 +29,8 @@ struct NetworkSuite {
 
     func run() async throws -> BenchReport {
         var report = BenchReport(suite: "network")
-        let root = URL(fileURLWithPath: options.directory ?? NSTemporaryDirectory())
-            .appendingPathComponent("syncline-bench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: root) }  // temporary files only
+        let root = try options.makeScratchDirectory()
+        defer { removeScratchDirectory(root) }
         var run = 0
         func path() -> String {
             run += 1

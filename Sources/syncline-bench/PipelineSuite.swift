@@ -37,10 +37,8 @@ struct PipelineSuite {
     func run() async throws -> BenchReport {
         var report = BenchReport(suite: "pipeline")
         report.notes.append("writers upsert records with ascending ids (4 fields, ~200 bytes); .\(durability.rawValue) durability; median of \(options.repeats) paired runs")
-        let root = URL(fileURLWithPath: options.directory ?? NSTemporaryDirectory())
-            .appendingPathComponent("syncline-bench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: root) }  // temporary files only
+        let root = try options.makeScratchDirectory()
+        defer { removeScratchDirectory(root) }
         var run = 0
         func path(_ name: String) -> String {
             run += 1

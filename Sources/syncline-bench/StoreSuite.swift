@@ -53,10 +53,8 @@ struct StoreSuite {
     func run() throws -> BenchReport {
         var report = BenchReport(suite: "store")
         report.notes.append("record ids in ascending order (time-ordered), ~200-byte records; median ratio of \(options.repeats) paired runs")
-        let root = URL(fileURLWithPath: options.directory ?? NSTemporaryDirectory())
-            .appendingPathComponent("syncline-bench-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: root) }  // temporary files only
+        let root = try options.makeScratchDirectory()
+        defer { removeScratchDirectory(root) }
 
         let largest = cases.map(\.operations).max() ?? 0
         let workload = StoreWorkload(count: largest)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct SynclineBench: AsyncParsableCommand {
@@ -26,4 +27,18 @@ struct SuiteOptions: ParsableArguments {
 
     @Option(name: .long, help: "Run only the rows whose name contains this text (e.g. leveldb_app_1).")
     var only: String?
+}
+
+extension SuiteOptions {
+    /// A new directory for a suite's temporary files, under `--directory` or the system's.
+    func makeScratchDirectory() throws -> URL {
+        let root = URL(fileURLWithPath: directory ?? NSTemporaryDirectory()).appendingPathComponent("syncline-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        return root
+    }
+}
+
+/// Removes a suite's temporary files (best effort: they are in a temporary directory).
+func removeScratchDirectory(_ root: URL) {
+    try? FileManager.default.removeItem(at: root)
 }

@@ -5,42 +5,6 @@ import SynclineServer
 import SynclineTesting
 import Testing
 
-/// Records what the real backend applied and what lost, as the in-memory server does for itself:
-/// the ground truth for invariants 1, 4 and 7.
-final class RecordingBackend: ServerBackend {
-    let base: any ServerBackend
-    private let record = Mutex((applications: [EventID: Int](), losses: [EventID: [String]]()))
-
-    init(_ base: any ServerBackend) { self.base = base }
-
-    var applications: [EventID: Int] { record.withLock { $0.applications } }
-    var losses: [EventID: [String]] { record.withLock { $0.losses } }
-
-    func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) async throws -> ServerEngine.PushOutcome {
-        let outcome = try await base.push(batch, namespace: namespace, serverTime: serverTime)
-        record.withLock { record in
-            for (id, lost) in outcome.applied {
-                record.applications[id, default: 0] += 1
-                if !lost.isEmpty { record.losses[id] = lost }
-            }
-            for (id, conflicts) in outcome.rejected { record.losses[id] = conflicts }
-        }
-        return outcome
-    }
-
-    func pull(
-        namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
-        configuration: ServerEngine.Configuration
-    ) async throws -> PullPage {
-        try await base.pull(namespace: namespace, after: cursor, from: position, limit: limit, collections: collections, configuration: configuration)
-    }
-
-    func head(namespace: Namespace) async throws -> UInt64 { try await base.head(namespace: namespace) }
-    func purgeTombstones(namespace: Namespace, through seq: UInt64) async throws { try await base.purgeTombstones(namespace: namespace, through: seq) }
-    func purgeTombstones(olderThan cutoff: UInt64) async throws -> [Namespace: UInt64] { try await base.purgeTombstones(olderThan: cutoff) }
-    func subscribe(namespace: Namespace) async -> AsyncStream<UInt64> { await base.subscribe(namespace: namespace) }
-}
-
 /// Devices on the real server: REST and WebSocket transports alternate, in both codecs.
 final class NetworkSimulationServer: SimulationServer {
     let live: LiveServer

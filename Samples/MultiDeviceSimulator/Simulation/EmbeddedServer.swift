@@ -5,50 +5,13 @@ import Synchronization
 public import Syncline
 import SynclineServer
 
-/// Counts what the embedded server applied (and rejected, under `serverWins`), per event id:
-/// the ground truth for "lost" and "duplicated".
-final class CountingBackend: ServerBackend {
-    let base: any ServerBackend
-    private let applied = Mutex([EventID: Int]())
-    private let refused = Mutex(Set<EventID>())
-
-    init(_ base: any ServerBackend) { self.base = base }
-
-    var applications: [EventID: Int] { applied.withLock { $0 } }
-    /// Changes the server answered with `rejected`: decided, not lost.
-    var rejected: Set<EventID> { refused.withLock { $0 } }
-
-    func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) async throws -> ServerEngine.PushOutcome {
-        let outcome = try await base.push(batch, namespace: namespace, serverTime: serverTime)
-        applied.withLock { applied in
-            for (id, _) in outcome.applied { applied[id, default: 0] += 1 }
-        }
-        refused.withLock { refused in
-            for (id, _) in outcome.rejected { refused.insert(id) }
-        }
-        return outcome
-    }
-
-    func pull(
-        namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
-        configuration: ServerEngine.Configuration
-    ) async throws -> PullPage {
-        try await base.pull(namespace: namespace, after: cursor, from: position, limit: limit, collections: collections, configuration: configuration)
-    }
-
-    func head(namespace: Namespace) async throws -> UInt64 { try await base.head(namespace: namespace) }
-    func purgeTombstones(namespace: Namespace, through seq: UInt64) async throws { try await base.purgeTombstones(namespace: namespace, through: seq) }
-    func purgeTombstones(olderThan cutoff: UInt64) async throws -> [Namespace: UInt64] { try await base.purgeTombstones(olderThan: cutoff) }
-    func subscribe(namespace: Namespace) async -> AsyncStream<UInt64> { await base.subscribe(namespace: namespace) }
-}
-
 /// The embedded server: a real `SyncServer` with a SQLite backend on loopback, which can be
 /// restarted on the same port over the same database file.
 final class EmbeddedServer: Sendable {
     private struct Running {
         var group: ServiceGroup
         var task: Task<Void, any Error>
-        var backend: CountingBackend
+        var backend: RecordingBackend
     }
 
     let databasePath: String
@@ -86,7 +49,7 @@ final class EmbeddedServer: Sendable {
     func start() async throws {
         var logger = Logger(label: "syncline-sim.server")
         logger.logLevel = .critical
-        let backend = CountingBackend(try SQLiteBackend(path: databasePath))
+        let backend = RecordingBackend(try SQLiteBackend(path: databasePath))
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let app = SyncServer.application(
             backend: backend,

@@ -142,7 +142,7 @@ public final class Simulator {
     static let collections = [todos, counters, notes]
     static let policies: [CollectionName: ConflictPolicy] = [todos: .lastWriterWins, counters: .lastWriterWins, notes: .serverWins]
 
-    var random: SimulationRandom
+    var random: SplitMix64
     var devices: [Device] = []
     let observations: Observations
     let clients = ClientRegistry()
@@ -165,7 +165,7 @@ public final class Simulator {
     public init(options: SimulationOptions) throws {
         self.options = options
         namespace = try Namespace(options.namespace)
-        random = SimulationRandom(seed: options.seed)
+        random = SplitMix64(seed: options.seed)
         observations = Observations(devices: options.devices)
     }
 
@@ -463,22 +463,4 @@ final class ClientRegistry: Sendable {
     private let clients = Mutex([Int: SyncClient]())
     func set(_ index: Int, _ client: SyncClient) { clients.withLock { $0[index] = client } }
     var all: [(Int, SyncClient)] { clients.withLock { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } } }
-}
-
-/// SplitMix64: the workload's choices, replayable from the seed.
-struct SimulationRandom {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func int(_ upper: Int) -> Int { Int(next() % UInt64(upper)) }
-    mutating func chance(_ probability: Double) -> Bool { Double(next() >> 11) / Double(1 << 53) < probability }
 }

@@ -29,7 +29,7 @@ final class FaultPlan: Sendable {
 
     private struct State {
         var faults: TransportFaults
-        var random: FaultRandom
+        var random: SplitMix64
         var connected = true
         var counts: [String: Int] = [:]
     }
@@ -37,7 +37,7 @@ final class FaultPlan: Sendable {
     private let state: Mutex<State>
 
     init(faults: TransportFaults, seed: UInt64) {
-        state = Mutex(State(faults: faults, random: FaultRandom(seed: seed)))
+        state = Mutex(State(faults: faults, random: SplitMix64(seed: seed)))
     }
 
     func setConnected(_ connected: Bool) { state.withLock { $0.connected = connected } }

@@ -79,23 +79,3 @@ public final class InMemoryTransport: SyncTransport {
         }
     }
 }
-
-/// SplitMix64: reproducible fault decisions, and fast random bits for event ids.
-struct FaultRandom: RandomNumberGenerator, Sendable {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func chance(_ probability: Double) -> Bool {
-        guard probability > 0 else { return false }
-        return Double(next() >> 11) / Double(1 << 53) < probability
-    }
-}

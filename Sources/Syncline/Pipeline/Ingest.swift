@@ -3,7 +3,9 @@
 /// write is durable.
 package actor Ingest {
     private let local: LocalStore
-    private var pending: [(Mutation, CheckedContinuation<MutationOutcome, any Error>)] = []
+    /// Writes waiting for the next transaction, each with the caller to resume (the leader's own
+    /// write has none).
+    private var pending: [(Mutation, CheckedContinuation<MutationOutcome, any Error>?)] = []
     private var flushing = false
     /// How many transactions were committed, and how many writes they carried.
     package private(set) var transactions = 0
@@ -40,8 +42,9 @@ package actor Ingest {
                 // meanwhile by a short task, in parallel with it (this halves the gap between commits).
                 Task { for (waiting, result) in waiters { waiting.resume(with: result) } }
             }
-            batch = pending.map { ($0.0, $0.1) }
-            pending = []
+            // The next batch takes the queue's storage; the queue reuses the finished batch's.
+            swap(&batch, &pending)
+            pending.removeAll(keepingCapacity: true)
         }
         return try own!.get()  // set by the first batch, which holds this caller's write
     }

@@ -41,7 +41,7 @@ package actor LocalStore {
     private var clock: HybridClock
     private var ids = EventIDGenerator()
     /// Random bits for event ids: a fast generator seeded once from the system's.
-    private var random = FaultRandom(seed: { var system = SystemRandomNumberGenerator(); return system.next() }())
+    private var random = SplitMix64(seed: { var system = SystemRandomNumberGenerator(); return system.next() }())
     private let wallClock: @Sendable () -> UInt64
 
     package init(store: any SyncStore, limits: Limits = .default, wallClock: @escaping @Sendable () -> UInt64) throws {

@@ -42,8 +42,7 @@ public actor InMemorySyncServer {
 
     public let configuration: Configuration
     private var namespaces: [Namespace: NamespaceState] = [:]
-    private var subscribers: [Namespace: [Int: AsyncStream<UInt64>.Continuation]] = [:]
-    private var nextSubscriber = 0
+    private let heads = HeadBroadcaster()
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -80,7 +79,7 @@ public actor InMemorySyncServer {
         }
         for (id, conflicts) in outcome.rejected { state.losses[id] = conflicts }
         namespaces[namespace] = state
-        if state.head != headBefore { notify(namespace, head: state.head) }
+        if state.head != headBefore { heads.publish(state.head, namespace: namespace) }
         return outcome
     }
 
@@ -110,21 +109,7 @@ public actor InMemorySyncServer {
     /// A stream of the namespace's head after every commit that wrote something (newest only
     /// when the reader is slow: the buffer holds one value).
     public func subscribe(namespace: Namespace) -> AsyncStream<UInt64> {
-        let (stream, continuation) = AsyncStream<UInt64>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let id = nextSubscriber
-        nextSubscriber += 1
-        subscribers[namespace, default: [:]][id] = continuation
-        continuation.onTermination = { _ in Task { await self.unsubscribe(namespace, id) } }
-        continuation.yield(namespaces[namespace]?.head ?? 0)
-        return stream
-    }
-
-    private func unsubscribe(_ namespace: Namespace, _ id: Int) {
-        subscribers[namespace]?[id] = nil
-    }
-
-    private func notify(_ namespace: Namespace, head: UInt64) {
-        for continuation in subscribers[namespace, default: [:]].values { continuation.yield(head) }
+        heads.subscribe(namespace: namespace, current: namespaces[namespace]?.head ?? 0)
     }
 
     // MARK: Inspection and maintenance

@@ -96,40 +96,6 @@ public actor SQLiteBackend: ServerBackend {
     }
 }
 
-/// Announces each namespace's new head to live connections (in this process).
-public final class HeadBroadcaster: Sendable {
-    private struct State {
-        var subscribers: [Namespace: [Int: AsyncStream<UInt64>.Continuation]] = [:]
-        var next = 0
-    }
-
-    private let state = Mutex(State())
-
-    public init() {}
-
-    /// A stream of the namespace's head after each commit (the newest only when the reader is slow).
-    public func subscribe(namespace: Namespace) -> AsyncStream<UInt64> {
-        let (stream, continuation) = AsyncStream<UInt64>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let id = state.withLock { state in
-            defer { state.next += 1 }
-            state.subscribers[namespace, default: [:]][state.next] = continuation
-            return state.next
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.subscribers[namespace]?.removeValue(forKey: id) }
-        }
-        return stream
-    }
-
-    public func publish(_ head: UInt64, namespace: Namespace) {
-        let continuations = state.withLock { Array($0.subscribers[namespace, default: [:]].values) }
-        for continuation in continuations { continuation.yield(head) }
-    }
-
-    /// Live subscriptions, for metrics.
-    public var count: Int { state.withLock { $0.subscribers.values.reduce(0) { $0 + $1.count } } }
-}
-
 /// The connection, owned by ``SQLiteBackend``.
 final class BackendDatabase {
     private let connection: SQLiteConnection

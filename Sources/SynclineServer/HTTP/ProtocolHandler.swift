@@ -97,8 +97,7 @@ struct ProtocolHandler: Sendable {
         let outcome = try await backend.push(batch, namespace: namespace, serverTime: serverTime)
         metrics.record(push: outcome.summary)
         let response = PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime)
-        let format = Self.answerFormat(request, default: body.format)
-        return try answer(try wire(format).encode(response), request)
+        return answer(try answerCodec(request, default: body.format).encode(response))
     }
 
     private func changes(_ request: Request, namespace: Namespace) async throws -> Response {
@@ -116,8 +115,7 @@ struct ProtocolHandler: Sendable {
             namespace: namespace, after: after, from: from, limit: Int(clamping: limit), collections: collections,
             configuration: configuration.engine
         )
-        let format = Self.answerFormat(request, default: .json)
-        return try answer(try wire(format).encode(page), request)
+        return answer(try answerCodec(request, default: .json).encode(page))
     }
 
     // MARK: Bodies
@@ -149,24 +147,20 @@ struct ProtocolHandler: Sendable {
         return WireCodec.Body(bytes: Array(buffer.readableBytesView), format: format, deflated: deflated)
     }
 
-    private func wire(_ format: WireCodec.Format) -> WireCodec {
+    /// The codec for an answer: the format `Accept` asks for (else `fallback`), deflated above
+    /// the threshold only when the client accepts deflate, so nothing is compressed in vain.
+    private func answerCodec(_ request: Request, default fallback: WireCodec.Format) -> WireCodec {
         var wire = configuration.wire
-        wire.format = format
+        wire.format = Self.answerFormat(request, default: fallback)
+        if !(request.headers[.acceptEncoding]?.lowercased().contains("deflate") ?? false) { wire.compressionThreshold = .max }
         return wire
     }
 
-    /// Sends a body deflated only when the client accepts deflate.
-    private func answer(_ body: WireCodec.Body, _ request: Request) throws -> Response {
-        var bytes = body.bytes
-        var deflated = body.deflated
-        if deflated && !(request.headers[.acceptEncoding]?.lowercased().contains("deflate") ?? false) {
-            bytes = try configuration.wire.unwrap(body)
-            deflated = false
-        }
+    private func answer(_ body: WireCodec.Body) -> Response {
         var headers: HTTPFields = [.contentType: body.format.contentType]
-        if deflated { headers[.contentEncoding] = "deflate" }
-        metrics.bytesOut.increment(by: Int64(bytes.count))
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        if body.deflated { headers[.contentEncoding] = "deflate" }
+        metrics.bytesOut.increment(by: Int64(body.bytes.count))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body.bytes)))
     }
 
     /// The format asked for by `Accept`, else `fallback`.
