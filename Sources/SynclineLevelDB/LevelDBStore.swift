@@ -299,6 +299,13 @@ final class LevelDBTransaction: StoreWriter {
         put(LevelDBKey.record(record.key), bytes)
     }
 
+    func insertRecordIfAbsent(_ record: RecordState, encoded bytes: [UInt8]) throws -> Bool {
+        try limits.checkSize(of: record, encodedSize: bytes.count)
+        guard try self.record(record.key) == nil else { return false }
+        put(LevelDBKey.record(record.key), bytes)
+        return true
+    }
+
     func removeRecord(_ key: RecordKey) throws {
         delete(LevelDBKey.record(key))
     }
@@ -325,11 +332,15 @@ final class LevelDBTransaction: StoreWriter {
     func allocateOutboxSeq() throws -> UInt64 { state.index.allocate() }
 
     func putOutboxEntry(_ entry: OutboxEntry) throws {
+        try putOutboxEntry(entry, encoded: BinaryCodec.encode(entry))
+    }
+
+    func putOutboxEntry(_ entry: OutboxEntry, encoded: [UInt8]) throws {
         let old = state.index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
         if let old, old.priority != entry.priority {
             delete(LevelDBKey.outbox(priority: old.priority, seq: entry.seq))
         }
-        put(LevelDBKey.outbox(priority: entry.priority, seq: entry.seq), BinaryCodec.encode(entry))
+        put(LevelDBKey.outbox(priority: entry.priority, seq: entry.seq), encoded)
     }
 
     func removeOutboxEntries(_ seqs: [UInt64]) throws {

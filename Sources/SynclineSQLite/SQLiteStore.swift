@@ -20,7 +20,7 @@ import Darwin
 /// ``SyncError`` `.notASynclineStore` / `.newerSchema` and leaves the file untouched.
 public final class SQLiteStore: SyncStore {
     /// The schema version this build writes (`PRAGMA user_version`).
-    public static let schemaVersion: Int64 = 1
+    public static let schemaVersion: Int64 = 2
     /// Marks a file as a Syncline store (`PRAGMA application_id`, "SYNC").
     public static let applicationID: Int64 = 0x5359_4E43
 
@@ -104,18 +104,40 @@ public final class SQLiteStore: SyncStore {
         }
     }
 
-    /// The tables and indexes of schema version 1 (the benchmark's raw baseline creates the same).
+    /// The tables of schema version 2 (the benchmark's raw baseline creates the same).
+    ///
+    /// An outbox row's key is its drain position, ``outboxPosition(priority:seq:)``, so the
+    /// table alone keeps the drain order: queueing a change is one B-tree insert, with no index
+    /// to maintain. The entry's record is inside its blob; the in-memory ``OutboxIndex``
+    /// (loaded at open) answers which entries a record has.
     package static let schema = """
         CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
         CREATE TABLE records(collection TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL,
             PRIMARY KEY (collection, id)) WITHOUT ROWID;
-        CREATE TABLE outbox(seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL,
-            collection TEXT NOT NULL, record TEXT NOT NULL, entry BLOB NOT NULL);
-        CREATE INDEX outbox_drain ON outbox(priority, seq);
+        CREATE TABLE outbox(position INTEGER PRIMARY KEY, entry BLOB NOT NULL);
         CREATE TABLE conflicts(id BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
         PRAGMA application_id=\(applicationID);
         PRAGMA user_version=\(schemaVersion);
         """
+
+    /// Schema version 1 kept the outbox by seq with an index on (priority, seq); version 2 keys
+    /// it by drain position. The upgrade runs in one transaction when a version 1 store opens.
+    static let upgradeFromVersion1 = """
+        CREATE TABLE outbox_v2(position INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+        INSERT INTO outbox_v2(position, entry) SELECT (priority << 56) | seq, entry FROM outbox;
+        DROP TABLE outbox;
+        ALTER TABLE outbox_v2 RENAME TO outbox;
+        PRAGMA user_version=2;
+        """
+
+    /// Outbox positions stay below 2^56, so the priority fits in the key's top byte.
+    package static let maxOutboxSeq: UInt64 = 1 << 56 - 1
+
+    /// An outbox row's key: priority in the top byte, then the position, so that key order is
+    /// drain order (higher priority first, then oldest first).
+    package static func outboxPosition(priority: Priority, seq: UInt64) -> Int64 {
+        Int64(bitPattern: UInt64(priority.rawValue) << 56 | seq)
+    }
 
     private static func prepare(_ connection: SQLiteConnection, durability: Durability) throws(SyncError) {
         try connection.execute("PRAGMA journal_mode=WAL")
@@ -124,6 +146,13 @@ public final class SQLiteStore: SyncStore {
         let version = try connection.integer("PRAGMA user_version")
         if version == 0 {
             try connection.execute("BEGIN IMMEDIATE;\n\(schema)\nCOMMIT;")
+        } else if version == 1 {
+            do {
+                try connection.execute("BEGIN IMMEDIATE;\n\(upgradeFromVersion1)\nCOMMIT;")
+            } catch {
+                _ = try? connection.execute("ROLLBACK")  // nothing of the upgrade remains either way
+                throw SyncError(.storage, "upgrading the store from schema version 1 failed: \(error.message)")
+            }
         }
     }
 }
@@ -138,19 +167,18 @@ final class SQLiteStoreConnection: StoreWriter {
     init(connection: SQLiteConnection, limits: Limits) throws(SyncError) {
         self.connection = connection
         self.limits = limits
-        let statement = try connection.statement("SELECT seq, priority, collection, record FROM outbox")
+        let statement = try connection.statement("SELECT position, entry FROM outbox")
         defer { statement.reset() }
         while try statement.step() {
-            guard let priority = Priority(rawValue: UInt8(clamping: statement.int64(1))) else {
-                throw SyncError(.storage, "outbox entry \(statement.int64(0)) has an unknown priority")
-            }
-            do {
-                let key = RecordKey(
-                    collection: try CollectionName(statement.text(2)), id: try RecordID(statement.text(3))
-                )
-                index.load(OutboxIndex.Item(seq: UInt64(bitPattern: statement.int64(0)), priority: priority, key: key))
+            let position = statement.int64(0)
+            do throws(SyncError) {
+                let (seq, priority, key) = try BinaryCodec.decodeOutboxEntryIndex(statement.blob(1))
+                guard SQLiteStore.outboxPosition(priority: priority, seq: seq) == position else {
+                    throw SyncError(.storage, "it holds the entry of seq \(seq), priority \(priority)")
+                }
+                index.load(OutboxIndex.Item(seq: seq, priority: priority, key: key))
             } catch {
-                throw SyncError(.storage, "outbox entry \(statement.int64(0)) is damaged: \(error.message)")
+                throw SyncError(.storage, "outbox row \(position) is damaged: \(error.message)")
             }
         }
     }
@@ -223,7 +251,10 @@ final class SQLiteStoreConnection: StoreWriter {
     }
 
     func insertRecordIfAbsent(_ record: RecordState) throws -> Bool {
-        let bytes = BinaryCodec.encode(record)
+        try insertRecordIfAbsent(record, encoded: BinaryCodec.encode(record))
+    }
+
+    func insertRecordIfAbsent(_ record: RecordState, encoded bytes: [UInt8]) throws -> Bool {
         try limits.checkSize(of: record, encodedSize: bytes.count)
         let statement = try connection.statement("INSERT OR IGNORE INTO records(collection, id, state) VALUES (?1, ?2, ?3)")
         defer { statement.reset() }
@@ -244,7 +275,7 @@ final class SQLiteStoreConnection: StoreWriter {
     // MARK: Outbox
 
     func outbox(limit: Int) throws -> [OutboxEntry] {
-        let statement = try connection.statement("SELECT entry FROM outbox ORDER BY priority, seq LIMIT ?1")
+        let statement = try connection.statement("SELECT entry FROM outbox ORDER BY position LIMIT ?1")
         defer { statement.reset() }
         try statement.bind(1, Int64(max(limit, 0)))
         return try decodeEntries(statement)
@@ -255,37 +286,55 @@ final class SQLiteStoreConnection: StoreWriter {
     }
 
     func outboxEntry(seq: UInt64) throws -> OutboxEntry? {
-        let statement = try connection.statement("SELECT entry FROM outbox WHERE seq = ?1")
+        guard let item = index.item(seq) else { return nil }
+        let statement = try connection.statement("SELECT entry FROM outbox WHERE position = ?1")
         defer { statement.reset() }
-        try statement.bind(1, Int64(bitPattern: seq))
+        try statement.bind(1, SQLiteStore.outboxPosition(priority: item.priority, seq: seq))
         return try decodeEntries(statement).first
     }
 
     func outboxCount() throws -> Int { index.count }
 
-    func allocateOutboxSeq() throws -> UInt64 { index.allocate() }
+    func allocateOutboxSeq() throws -> UInt64 {
+        guard index.lastSeq < SQLiteStore.maxOutboxSeq else {
+            throw SyncError(.storage, "the outbox has used all \(SQLiteStore.maxOutboxSeq) positions")
+        }
+        return index.allocate()
+    }
 
     func putOutboxEntry(_ entry: OutboxEntry) throws {
-        let statement = try connection.statement(
-            "INSERT OR REPLACE INTO outbox(seq, priority, collection, record, entry) VALUES (?1, ?2, ?3, ?4, ?5)"
-        )
+        try putOutboxEntry(entry, encoded: BinaryCodec.encode(entry))
+    }
+
+    func putOutboxEntry(_ entry: OutboxEntry, encoded: [UInt8]) throws {
+        guard entry.seq <= SQLiteStore.maxOutboxSeq else {
+            throw SyncError(.invalidParameter, "outbox position \(entry.seq) is above \(SQLiteStore.maxOutboxSeq)")
+        }
+        // The index is journaled with the transaction, so a failure below is rolled back with it.
+        if let old = index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key)),
+            old.priority != entry.priority
+        {
+            try deleteOutboxRow(priority: old.priority, seq: old.seq)  // promoted: its key changes
+        }
+        let statement = try connection.statement("INSERT OR REPLACE INTO outbox(position, entry) VALUES (?1, ?2)")
         defer { statement.reset() }
-        try statement.bind(1, Int64(bitPattern: entry.seq))
-        try statement.bind(2, Int64(entry.priority.rawValue))
-        try statement.bind(3, entry.change.collection.rawValue)
-        try statement.bind(4, entry.change.record.rawValue)
-        try statement.bind(5, blob: BinaryCodec.encode(entry))
+        try statement.bind(1, SQLiteStore.outboxPosition(priority: entry.priority, seq: entry.seq))
+        try statement.bind(2, blob: encoded)
         _ = try statement.step()
-        index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
     }
 
     func removeOutboxEntries(_ seqs: [UInt64]) throws {
-        let statement = try connection.statement("DELETE FROM outbox WHERE seq = ?1")
         for seq in seqs {
-            try statement.bind(1, Int64(bitPattern: seq))
-            try statement.run()
+            guard let item = index.item(seq) else { continue }
+            try deleteOutboxRow(priority: item.priority, seq: seq)
             index.remove(seq: seq)
         }
+    }
+
+    private func deleteOutboxRow(priority: Priority, seq: UInt64) throws {
+        let statement = try connection.statement("DELETE FROM outbox WHERE position = ?1")
+        try statement.bind(1, SQLiteStore.outboxPosition(priority: priority, seq: seq))
+        try statement.run()
     }
 
     private func decodeEntries(_ statement: SQLiteStatement) throws -> [OutboxEntry] {

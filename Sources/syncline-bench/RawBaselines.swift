@@ -17,7 +17,7 @@ enum RawSQLite {
         try check(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=\(synchronous);", nil, nil, nil), db)
         try check(sqlite3_exec(db, "BEGIN; \(SQLiteStore.schema) COMMIT;", nil, nil, nil), db)
         let record = try prepare(db, "INSERT OR REPLACE INTO records(collection, id, state) VALUES (?1, ?2, ?3)")
-        let outbox = try prepare(db, "INSERT OR REPLACE INTO outbox(seq, priority, collection, record, entry) VALUES (?1, ?2, ?3, ?4, ?5)")
+        let outbox = try prepare(db, "INSERT OR REPLACE INTO outbox(position, entry) VALUES (?1, ?2)")
         let begin = try prepare(db, "BEGIN IMMEDIATE")
         let commit = try prepare(db, "COMMIT")
         defer { [record, outbox, begin, commit].forEach { sqlite3_finalize($0) } }
@@ -35,11 +35,8 @@ enum RawSQLite {
                     sqlite3_bind_text(record, 2, id, -1, transient)
                     blobs[position].record.withUnsafeBytes { _ = sqlite3_bind_blob(record, 3, $0.baseAddress, Int32($0.count), transient) }
                     try step(record, db)
-                    sqlite3_bind_int64(outbox, 1, Int64(position + 1))
-                    sqlite3_bind_int64(outbox, 2, 1)
-                    sqlite3_bind_text(outbox, 3, collection, -1, transient)
-                    sqlite3_bind_text(outbox, 4, id, -1, transient)
-                    blobs[position].entry.withUnsafeBytes { _ = sqlite3_bind_blob(outbox, 5, $0.baseAddress, Int32($0.count), transient) }
+                    sqlite3_bind_int64(outbox, 1, SQLiteStore.outboxPosition(priority: .normal, seq: UInt64(position + 1)))
+                    blobs[position].entry.withUnsafeBytes { _ = sqlite3_bind_blob(outbox, 2, $0.baseAddress, Int32($0.count), transient) }
                     try step(outbox, db)
                 }
                 try step(commit, db)

@@ -132,14 +132,51 @@ struct PipelineTests {
             for writer in 0..<64 {
                 group.addTask { try await client.upsert(Sample.key("w\(writer)"), fields: ["v": .int(Int64(writer))]) }
             }
-            while await client.ingest.queued < 63 { try await Task.sleep(for: .milliseconds(1)) }
+            while client.ingest.queued < 63 { try await Task.sleep(for: .milliseconds(1)) }
             gate.open()
             try await group.waitForAll()
         }
         #expect(try await client.pendingCount() == 64)
-        #expect(await client.ingest.transactions == 2)
-        #expect(await client.ingest.writes == 64)
+        #expect(client.ingest.transactions == 2)
+        #expect(client.ingest.writes == 64)
         for writer in 0..<64 { #expect(try await client.fields(of: Sample.key("w\(writer)")) == ["v": .int(Int64(writer))]) }
+    }
+
+    @Test func aLongStreamOfGroupedWritesLosesNothingWhileReadsRun() async throws {
+        // 64 writers each await 40 writes in turn, so there are at least 40 transactions: the
+        // commit loop hands over to a new turn (every 8 transactions) many times. Reads of a
+        // record being written run meanwhile on the same store actor and see it whole or not at all.
+        let fixture = try StoreFixture(.sqlite)
+        let client = try SyncClient(
+            namespace: try Namespace("team"), store: try fixture.open(),
+            transport: InMemoryTransport(server: InMemorySyncServer(), namespace: try Namespace("team"))
+        )
+        defer { client.close() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<64 {
+                group.addTask {
+                    for round in 0..<40 {
+                        try await client.upsert(Sample.key("w\(writer)-\(round)"), fields: ["v": .int(Int64(round)), "w": .int(Int64(writer))])
+                    }
+                }
+            }
+            group.addTask {
+                while client.ingest.writes < 64 * 40 {
+                    let seen = try await client.fields(of: Sample.key("w63-39"))
+                    #expect(seen == nil || seen == ["v": 39, "w": 63])
+                    await Task.yield()
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(client.ingest.writes == 64 * 40)
+        #expect(client.ingest.transactions >= 40)
+        #expect(try await client.pendingCount() == 64 * 40)
+        for writer in 0..<64 {
+            for round in 0..<40 {
+                #expect(try await client.fields(of: Sample.key("w\(writer)-\(round)")) == ["v": .int(Int64(round)), "w": .int(Int64(writer))])
+            }
+        }
     }
 }
 

@@ -52,9 +52,63 @@ struct StoreOpeningTests {
         #expect {
             _ = try SQLiteStore(path: fixture.storePath)
         } throws: { error in
-            (error as? SyncError)?.code == .newerSchema && (error as? SyncError)?.message.contains("version 2") == true
+            (error as? SyncError)?.code == .newerSchema && (error as? SyncError)?.message.contains("version \(SQLiteStore.schemaVersion + 1)") == true
         }
         #expect(try bytes(at: fixture.storePath) == before)
+    }
+
+    @Test func sqliteUpgradesAVersion1Store() throws {
+        let fixture = try StoreFixture(.sqlite)
+        // A store as schema version 1 wrote it: the outbox keyed by seq, with an index on
+        // (priority, seq) and the record's name in columns.
+        let entries = [
+            OutboxEntry(seq: 1, priority: .normal, change: Sample.change(1, record: "a", fields: ["v": 1])),
+            OutboxEntry(seq: 2, priority: .low, change: Sample.change(2, record: "b", fields: ["v": 2])),
+            OutboxEntry(seq: 3, priority: .high, change: Sample.change(3, record: "c", fields: ["v": 3]), sent: true),
+        ]
+        let rows = entries.map { entry in
+            let blob = BinaryCodec.encode(entry).map { String(format: "%02x", $0) }.joined()
+            return "(\(entry.seq), \(entry.priority.rawValue), 'todos', '\(entry.change.record)', X'\(blob)')"
+        }
+        try rawSQLite(
+            fixture.storePath,
+            """
+            CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+            CREATE TABLE records(collection TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL,
+                PRIMARY KEY (collection, id)) WITHOUT ROWID;
+            CREATE TABLE outbox(seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL,
+                collection TEXT NOT NULL, record TEXT NOT NULL, entry BLOB NOT NULL);
+            CREATE INDEX outbox_drain ON outbox(priority, seq);
+            CREATE TABLE conflicts(id BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+            INSERT INTO outbox VALUES \(rows.joined(separator: ", "));
+            PRAGMA application_id=\(SQLiteStore.applicationID);
+            PRAGMA user_version=1;
+            """
+        )
+        let store = try SQLiteStore(path: fixture.storePath)
+        // Drain order (priority, then seq), each entry whole, and the per-record index rebuilt.
+        #expect(try store.read { tx in try tx.outbox(limit: 10) } == [entries[2], entries[0], entries[1]])
+        #expect(try store.read { tx in try tx.outboxEntries(for: Sample.key("b")) } == [entries[1]])
+        #expect(try store.read { tx in try tx.outboxCount() } == 3)
+        // New entries take positions after the old ones; removal works on upgraded rows.
+        try store.write { tx in
+            try tx.enqueue(Sample.change(4, record: "d", fields: ["v": 4]), priority: .normal)
+            try tx.removeOutboxEntries([1])
+        }
+        #expect(try store.read { tx in try tx.outbox(limit: 10).map(\.seq) } == [3, 4, 2])
+        store.close()
+        // The file says version 2 now, and opens again as it is.
+        let reopened = try SQLiteStore(path: fixture.storePath)
+        #expect(try reopened.read { tx in try tx.outbox(limit: 10).map(\.seq) } == [3, 4, 2])
+        reopened.close()
+        var db: OpaquePointer?
+        defer { sqlite3_close_v2(db) }
+        #expect(sqlite3_open(fixture.storePath, &db) == SQLITE_OK)
+        var statement: OpaquePointer?
+        defer { sqlite3_finalize(statement) }
+        #expect(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &statement, nil) == SQLITE_OK)
+        #expect(sqlite3_step(statement) == SQLITE_ROW)
+        #expect(sqlite3_column_int64(statement, 0) == 2)
     }
 
     @Test func sqliteRefusesADirectory() throws {
@@ -125,7 +179,7 @@ struct StoreOpeningTests {
         #expect {
             _ = try LevelDBStore(path: fixture.storePath)
         } throws: { error in
-            (error as? SyncError)?.code == .newerSchema && (error as? SyncError)?.message.contains("version 2") == true
+            (error as? SyncError)?.code == .newerSchema && (error as? SyncError)?.message.contains("version \(LevelDBStore.schemaVersion + 1)") == true
         }
         let database = try LevelDBDatabase(path: fixture.storePath, createIfMissing: false, sync: false)
         #expect(try database.get(LevelDBKey.schema) == writer.bytes)

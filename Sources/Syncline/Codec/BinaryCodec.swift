@@ -269,6 +269,12 @@ public enum BinaryCodec {
 
 extension BinaryWriter {
     public mutating func write(_ change: Change) {
+        writeChangeHeader(change)
+        if change.operation == .upsert { writeFields(change.fields) { $0.write($1) } }
+    }
+
+    /// A change up to its fields.
+    mutating func writeChangeHeader(_ change: Change) {
         write(change.id)
         writeString(change.collection.rawValue)
         writeString(change.record.rawValue)
@@ -276,7 +282,6 @@ extension BinaryWriter {
         writeByte(change.mode.tag)
         write(change.hlc)
         writeVarint(change.base)
-        if change.operation == .upsert { writeFields(change.fields) { $0.write($1) } }
     }
 
     public mutating func write(_ change: RemoteChange) {

@@ -2,12 +2,13 @@
 package enum Mutation: Sendable {
     /// Sets `fields` on the record (creating it); with `replace`, fields the record has but
     /// `fields` lacks are set to null (a whole-model upsert).
-    case upsert(key: RecordKey, fields: [String: Value], replace: Bool, priority: Priority, mode: ConflictMode)
+    /// `encoded` holds `fields` already encoded (by the writer, before group commit).
+    case upsert(key: RecordKey, fields: [String: Value], replace: Bool, priority: Priority, mode: ConflictMode, encoded: EncodedFields? = nil)
     case delete(key: RecordKey, priority: Priority, mode: ConflictMode)
 
     var key: RecordKey {
         switch self {
-        case .upsert(let key, _, _, _, _), .delete(let key, _, _): return key
+        case .upsert(let key, _, _, _, _, _), .delete(let key, _, _): return key
         }
     }
 }
@@ -108,7 +109,7 @@ package actor LocalStore {
         _ mutation: Mutation, hlc: HLC, id: EventID, limits: Limits, _ tx: any StoreWriter
     ) throws -> MutationOutcome {
         let key = mutation.key
-        if case .upsert(_, let fields, _, let priority, let mode) = mutation {
+        if case .upsert(_, let fields, _, let priority, let mode, let encoded) = mutation {
             // The common case, a new record, in one step: insert it unless it exists.
             let change = Change(
                 id: id, collection: key.collection, record: key.id, operation: .upsert, fields: fields, hlc: hlc, base: 0,
@@ -117,14 +118,17 @@ package actor LocalStore {
             let created = RecordState(
                 collection: key.collection, id: key.id, pendingFields: fields.mapValues { FieldState(value: $0, hlc: hlc, seq: 0) }
             )
-            if try tx.insertRecordIfAbsent(created) {
-                try tx.enqueueFirst(change, priority: priority)
+            let inserted = try encoded.map { encoded in
+                try tx.insertRecordIfAbsent(created, encoded: BinaryCodec.encodeNewRecord(key, fields: encoded, hlc: hlc))
+            } ?? tx.insertRecordIfAbsent(created)
+            if inserted {
+                try tx.enqueueFirst(change, priority: priority, fields: encoded)
                 return MutationOutcome(change: change, record: created)
             }
         }
         var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
         switch mutation {
-        case .upsert(_, let fields, let replace, let priority, let mode):
+        case .upsert(_, let fields, let replace, let priority, let mode, _):
             let visible = record.visibleFields
             var delta = fields.filter { visible[$0.key] != $0.value }
             if replace {

@@ -233,9 +233,11 @@ public final class SyncClient: Sendable {
         _ key: RecordKey, fields: [String: Value], replacing: Bool = false, priority: Priority = .normal
     ) async throws -> Change? {
         let mode = policy(for: key.collection).mode
-        // Checked here, on the caller's task, so the group commit does not do it serially.
+        // Checked and encoded here, on the caller's task, so the group commit does not do it serially.
         try local.limits.validate(fields: fields, record: key)
-        let outcome = try await ingest.submit(.upsert(key: key, fields: fields, replace: replacing, priority: priority, mode: mode))
+        let outcome = try await ingest.submit(
+            .upsert(key: key, fields: fields, replace: replacing, priority: priority, mode: mode, encoded: EncodedFields(fields))
+        )
         if outcome.change != nil {
             bus.emit(.recordsChanged([key], origin: .local))
             triggers.continuation.yield()

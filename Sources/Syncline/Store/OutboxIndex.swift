@@ -48,8 +48,23 @@ package struct OutboxIndex: Sendable {
         }
     }
 
+    /// A record key with its hash computed once: the table rehashes every key each time it
+    /// grows, and a key's strings are costlier to hash than its cached hash.
+    private struct HashedKey: Hashable {
+        let key: RecordKey
+        let hash: Int
+
+        init(_ key: RecordKey) {
+            self.key = key
+            hash = key.hashValue
+        }
+
+        static func == (lhs: Self, rhs: Self) -> Bool { lhs.hash == rhs.hash && lhs.key == rhs.key }
+        func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+    }
+
     private var bySeq = SeqTable()
-    private var byRecord: [RecordKey: Positions] = [:]
+    private var byRecord: [HashedKey: Positions] = [:]
     /// The greatest position handed out; positions are never reused while the store is open.
     package private(set) var lastSeq: UInt64 = 0
     /// For each position touched since the last commit, the item it had before.
@@ -62,7 +77,7 @@ package struct OutboxIndex: Sendable {
     package func item(_ seq: UInt64) -> Item? { bySeq.item(seq) }
 
     /// The record's positions, oldest first.
-    package func positions(for key: RecordKey) -> [UInt64] { byRecord[key]?.all ?? [] }
+    package func positions(for key: RecordKey) -> [UInt64] { byRecord[HashedKey(key)]?.all ?? [] }
 
     package mutating func allocate() -> UInt64 {
         lastSeq += 1
@@ -117,11 +132,11 @@ package struct OutboxIndex: Sendable {
 
     /// One hash lookup, whether the record is new or not.
     private mutating func insertPosition(_ item: Item) {
-        byRecord[item.key, default: Positions.empty].insert(item.seq)
+        byRecord[HashedKey(item.key), default: Positions.empty].insert(item.seq)
     }
 
     private mutating func removePosition(_ item: Item) {
-        guard let index = byRecord.index(forKey: item.key) else { return }
+        guard let index = byRecord.index(forKey: HashedKey(item.key)) else { return }
         if !byRecord.values[index].remove(item.seq) { byRecord.remove(at: index) }
     }
 }

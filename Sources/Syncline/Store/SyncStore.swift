@@ -102,12 +102,19 @@ public protocol StoreWriter: StoreReader {
     /// Inserts the record only when none has its key; `false` (and nothing written) otherwise.
     /// Lets a store answer "is it new?" and write it in one step.
     func insertRecordIfAbsent(_ state: RecordState) throws -> Bool
+    /// The same, with the record's binary encoding already made (`encoded` holds exactly the
+    /// bytes of `BinaryCodec.encode(state)`). A store that keeps records encoded writes these
+    /// bytes; the default ignores them.
+    func insertRecordIfAbsent(_ state: RecordState, encoded: [UInt8]) throws -> Bool
     func removeRecord(_ key: RecordKey) throws
 
     /// A new outbox position, greater than every position in the outbox.
     func allocateOutboxSeq() throws -> UInt64
     /// Inserts an entry, or replaces the entry with the same `seq` (its priority may change).
     func putOutboxEntry(_ entry: OutboxEntry) throws
+    /// The same, with the entry's binary encoding already made (exactly the bytes of
+    /// `BinaryCodec.encode(entry)`); the default ignores them.
+    func putOutboxEntry(_ entry: OutboxEntry, encoded: [UInt8]) throws
     /// Removes entries by position; unknown positions are ignored.
     func removeOutboxEntries(_ seqs: [UInt64]) throws
 
@@ -119,6 +126,14 @@ public protocol StoreWriter: StoreReader {
 }
 
 extension StoreWriter {
+    public func insertRecordIfAbsent(_ state: RecordState, encoded: [UInt8]) throws -> Bool {
+        try insertRecordIfAbsent(state)
+    }
+
+    public func putOutboxEntry(_ entry: OutboxEntry, encoded: [UInt8]) throws {
+        try putOutboxEntry(entry)
+    }
+
     public func insertRecordIfAbsent(_ state: RecordState) throws -> Bool {
         try limits.checkSize(of: state, encodedSize: BinaryCodec.encode(state).count)
         guard try record(state.key) == nil else { return false }
@@ -158,9 +173,15 @@ extension StoreWriter {
     /// Queues the first change of a record that has nothing queued (one just created: records are
     /// never removed, and entries are only written with their record), without looking for
     /// earlier entries to coalesce with or promote.
-    package func enqueueFirst(_ change: Change, priority: Priority) throws {
+    /// - Parameter fields: the change's fields, already encoded, when the caller has them.
+    package func enqueueFirst(_ change: Change, priority: Priority, fields: EncodedFields? = nil) throws {
         try limits.checkSize(of: change)
-        try putOutboxEntry(OutboxEntry(seq: try allocateOutboxSeq(), priority: priority, change: change))
+        let entry = OutboxEntry(seq: try allocateOutboxSeq(), priority: priority, change: change)
+        if let fields {
+            try putOutboxEntry(entry, encoded: BinaryCodec.encode(entry, fields: fields))
+        } else {
+            try putOutboxEntry(entry)
+        }
     }
 
     /// Marks entries as handed to a transport, so nothing is coalesced into them any more.
