@@ -15,7 +15,7 @@ struct CrashSafetyTests {
     static let rounds = 24
 
     @Test(arguments: StoreKind.persistent)
-    func acknowledgedWritesSurviveSIGKILL(_ kind: StoreKind) throws {
+    func acknowledgedWritesSurviveSIGKILL(_ kind: StoreKind) async throws {
         let seed = UInt64(0xC4A5_0000) + (kind == .sqlite ? 1 : 2)
         var random = SeededRandom(seed: seed)
         let fixture = try StoreFixture(kind)
@@ -25,9 +25,16 @@ struct CrashSafetyTests {
         for round in 0..<Self.rounds {
             let child = try ChildWriter(executable: writer, kind: kind, path: fixture.storePath, first: nextIteration)
             // Let it confirm a few writes, then kill it at a random moment.
-            let confirmed = child.waitForAcknowledgements(atLeast: nextIteration + 2, timeout: 20)
-            usleep(UInt32.random(in: 0...40_000, using: &random))
-            child.kill()
+            // The waits run on a thread of their own: they react within a millisecond, and they do
+            // not hold a thread of the cooperative pool, which the async tests running alongside need.
+            let target = nextIteration + 2
+            let pause = UInt32.random(in: 0...40_000, using: &random)
+            let confirmed = await onOwnThread {
+                let confirmed = child.waitForAcknowledgements(atLeast: target, timeout: 20)
+                usleep(pause)
+                child.kill()
+                return confirmed
+            }
             guard confirmed else {
                 Issue.record("seed \(seed) round \(round): the writer confirmed nothing; stderr: \(child.errorOutput())")
                 return
@@ -92,6 +99,13 @@ struct CrashSafetyTests {
             directory = directory.deletingLastPathComponent()
         }
         throw SyncError(.storage, "syncline-crash-writer is not built next to \(testBinary.path); run swift build --build-tests")
+    }
+}
+
+/// Runs a blocking wait on a new thread and resumes the caller with its result.
+func onOwnThread<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
     }
 }
 
