@@ -131,7 +131,7 @@ public final class SQLiteStore: SyncStore {
         """
 
     /// Outbox positions stay below 2^56, so the priority fits in the key's top byte.
-    package static let maxOutboxSeq: UInt64 = 1 << 56 - 1
+    package static let maxOutboxSeq: UInt64 = (1 << 56) - 1
 
     /// An outbox row's key: priority in the top byte, then the position, so that key order is
     /// drain order (higher priority first, then oldest first).
