@@ -88,7 +88,7 @@ public enum SyncServer {
             router: router,
             server: .http1WebSocketUpgrade(
                 webSocketRouter: router,
-                configuration: .init(maxFrameSize: maxFrame, autoPing: .enabled(timePeriod: configuration.pingInterval))
+                configuration: .init(ws: .init(maxFrameSize: maxFrame, autoPing: .enabled(timePeriod: configuration.pingInterval)))
             ),
             configuration: .init(address: .hostname(host, port: port), serverName: "syncline"),
             services: services,
