@@ -13,11 +13,10 @@ package enum Mutation: Sendable {
     }
 }
 
-/// What committing one mutation did: the change queued (nil when it changed nothing) and the
-/// record as the app now sees it.
+/// What committing one mutation did: the change queued (nil when it changed nothing). Kept small:
+/// group commit hands one to every writer.
 package struct MutationOutcome: Sendable {
     package var change: Change?
-    package var record: RecordState?
 }
 
 /// An outbox entry on its way to the transport, with its size in the binary codec.
@@ -123,7 +122,7 @@ package actor LocalStore {
             } ?? tx.insertRecordIfAbsent(created)
             if inserted {
                 try tx.enqueueFirst(change, priority: priority, fields: encoded)
-                return MutationOutcome(change: change, record: created)
+                return MutationOutcome(change: change)
             }
         }
         var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
@@ -135,7 +134,7 @@ package actor LocalStore {
                 for name in visible.keys where fields[name] == nil && visible[name] != .null { delta[name] = .null }
             }
             let exists = !record.isDeleted && (record.seq > 0 || !record.fields.isEmpty || !record.pendingFields.isEmpty)
-            if delta.isEmpty && exists { return MutationOutcome(change: nil, record: record) }
+            if delta.isEmpty && exists { return MutationOutcome(change: nil) }
             let change = Change(
                 id: id, collection: key.collection, record: key.id, operation: .upsert, fields: delta, hlc: hlc,
                 base: record.seq, mode: mode
@@ -149,10 +148,10 @@ package actor LocalStore {
             for (name, value) in delta { record.pendingFields[name] = FieldState(value: value, hlc: hlc, seq: 0) }
             try tx.putRecord(record)
             try tx.enqueue(change, priority: priority)
-            return MutationOutcome(change: change, record: record)
+            return MutationOutcome(change: change)
         case .delete(_, let priority, let mode):
             let exists = !record.isDeleted && (record.seq > 0 || !record.fields.isEmpty || !record.pendingFields.isEmpty)
-            guard exists else { return MutationOutcome(change: nil, record: nil) }
+            guard exists else { return MutationOutcome(change: nil) }
             let change = Change(
                 id: id, collection: key.collection, record: key.id, operation: .delete, hlc: hlc, base: record.seq,
                 mode: mode
@@ -161,7 +160,7 @@ package actor LocalStore {
             record.pendingDelete = hlc
             try tx.putRecord(record)
             try tx.enqueue(change, priority: priority)
-            return MutationOutcome(change: change, record: nil)
+            return MutationOutcome(change: change)
         }
     }
 
