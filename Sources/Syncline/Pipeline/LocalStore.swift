@@ -82,6 +82,7 @@ package actor LocalStore {
 
     private func commitAll(_ mutations: [Mutation]) throws -> [MutationOutcome] {
         var stamped: [(Mutation, HLC, EventID)] = []
+        stamped.reserveCapacity(mutations.count)
         let clockBefore = clock
         for mutation in mutations {
             let now = wallClock()
