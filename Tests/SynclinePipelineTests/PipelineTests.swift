@@ -161,7 +161,7 @@ struct PipelineTests {
                 }
             }
             group.addTask {
-                while client.ingest.writes < 64 * 40 {
+                while client.ingest.writes < 64 * 40, !Task.isCancelled {  // a failed writer cancels the group
                     let seen = try await client.fields(of: Sample.key("w63-39"))
                     #expect(seen == nil || seen == ["v": 39, "w": 63])
                     await Task.yield()
