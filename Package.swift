@@ -137,7 +137,7 @@ let package = Package(
             name: "SynclineServerTests",
             dependencies: [
                 "Syncline", "SynclineServer", "SynclineNetwork", "SynclineSQLite", "SynclineLevelDB", "SynclineTesting",
-                "syncline-server",
+                "syncline-server", "CSQLite",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -299,9 +299,10 @@ final class LevelDBTransaction: StoreWriter {
         put(LevelDBKey.record(record.key), bytes)
     }
 
-    func insertRecordIfAbsent(_ record: RecordState, encoded bytes: [UInt8]) throws -> Bool {
+    func insertRecordIfAbsent(_ record: RecordState, encoded: @autoclosure () -> [UInt8]) throws -> Bool {
+        let bytes = encoded()
         try limits.checkSize(of: record, encodedSize: bytes.count)
-        guard try self.record(record.key) == nil else { return false }
+        guard try get(LevelDBKey.record(record.key)) == nil else { return false }  // exists: no need to decode it
         put(LevelDBKey.record(record.key), bytes)
         return true
     }
@@ -335,12 +336,12 @@ final class LevelDBTransaction: StoreWriter {
         try putOutboxEntry(entry, encoded: BinaryCodec.encode(entry))
     }
 
-    func putOutboxEntry(_ entry: OutboxEntry, encoded: [UInt8]) throws {
+    func putOutboxEntry(_ entry: OutboxEntry, encoded: @autoclosure () -> [UInt8]) throws {
         let old = state.index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
         if let old, old.priority != entry.priority {
             delete(LevelDBKey.outbox(priority: old.priority, seq: entry.seq))
         }
-        put(LevelDBKey.outbox(priority: entry.priority, seq: entry.seq), encoded)
+        put(LevelDBKey.outbox(priority: entry.priority, seq: entry.seq), encoded())
     }
 
     func removeOutboxEntries(_ seqs: [UInt64]) throws {

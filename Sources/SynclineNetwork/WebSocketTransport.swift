@@ -230,11 +230,14 @@ public final class WebSocketTransport: SyncTransport {
             do {
                 let token = try await rest.token(renew: renewToken)
                 renewToken = false
-                greeted = try await connectOnce(token: token)
+                let session = await connectOnce(token: token)
+                greeted = session.greeted  // also when the session then ended with an error
+                if let error = session.error { throw error }
             } catch {
                 logger.debug("live connection failed", metadata: ["syncline.error": "\(error)"])
-                // An upgrade refused for the token gets one fresh token on the next attempt.
-                renewToken = !greeted
+                // An upgrade the server refused (as for a stale token) gets one fresh token on the
+                // next attempt; a server that cannot be reached does not make us ask for one.
+                renewToken = (error as? WebSocketClientError) == .webSocketUpgradeFailed
             }
             disconnected()
             if greeted { delay = configuration.initialBackoff }
@@ -248,45 +251,50 @@ public final class WebSocketTransport: SyncTransport {
         }
     }
 
-    /// One connection: hello, then messages until it ends. Returns whether the server welcomed it.
-    private func connectOnce(token: String) async throws -> Bool {
+    /// One connection: hello, then messages until it ends.
+    /// - Returns: whether the server welcomed it, and the error that ended it, if any.
+    private func connectOnce(token: String) async -> (greeted: Bool, error: (any Error)?) {
         let greeted = Mutex(false)
         var clientConfiguration = WebSocketClientConfiguration(maxFrameSize: configuration.maxMessageBytes)
         clientConfiguration.additionalHeaders[.authorization] = "Bearer \(token)"
-        try await WebSocketClient.connect(url: liveURL, configuration: clientConfiguration, logger: logger) { inbound, outbound, _ in
-            let cursor = self.state.withLock { $0.cursor } ?? 0
-            try await self.send(.hello(cursor: cursor), on: outbound)
-            for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {
-                let decoded: LiveMessage
-                switch message {
-                case .text(let text):
-                    self.count(received: text.utf8.count)
-                    decoded = try LiveMessage.decodeJSON(Array(text.utf8))
-                case .binary(let buffer):
-                    self.count(received: buffer.readableBytes)
-                    decoded = try LiveMessage.decodeBinary(Array(buffer.readableBytesView))
-                }
-                switch decoded {
-                case .welcome(let head, _):
-                    greeted.withLock { $0 = true }
-                    self.connected(outbound, head: head)
-                case .ack(let number, let response):
-                    self.resolveAck(number, .success(response))
-                case .changes(let after, let from, let page):
-                    self.buffer(BufferedPage(after: after, from: from, page: page))
-                case .error(let code, let message, let batch):
-                    let error = SyncError(SyncError.Code(description: code) ?? .transportUnavailable, message)
-                    if let batch {
-                        self.resolveAck(batch, .failure(error))
-                    } else {
-                        throw error  // the server closes after a connection-level error
+        do {
+            try await WebSocketClient.connect(url: liveURL, configuration: clientConfiguration, logger: logger) { inbound, outbound, _ in
+                let cursor = self.state.withLock { $0.cursor } ?? 0
+                try await self.send(.hello(cursor: cursor), on: outbound)
+                for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {
+                    let decoded: LiveMessage
+                    switch message {
+                    case .text(let text):
+                        self.count(received: text.utf8.count)
+                        decoded = try LiveMessage.decodeJSON(Array(text.utf8))
+                    case .binary(let buffer):
+                        self.count(received: buffer.readableBytes)
+                        decoded = try LiveMessage.decodeBinary(Array(buffer.readableBytesView))
                     }
-                case .hello, .push:
-                    throw SyncError(.malformedInput, "the server sent a client message")
+                    switch decoded {
+                    case .welcome(let head, _):
+                        greeted.withLock { $0 = true }
+                        self.connected(outbound, head: head)
+                    case .ack(let number, let response):
+                        self.resolveAck(number, .success(response))
+                    case .changes(let after, let from, let page):
+                        self.buffer(BufferedPage(after: after, from: from, page: page))
+                    case .error(let code, let message, let batch):
+                        let error = SyncError(SyncError.Code(description: code) ?? .transportUnavailable, message)
+                        if let batch {
+                            self.resolveAck(batch, .failure(error))
+                        } else {
+                            throw error  // the server closes after a connection-level error
+                        }
+                    case .hello, .push:
+                        throw SyncError(.malformedInput, "the server sent a client message")
+                    }
                 }
             }
+        } catch {
+            return (greeted.withLock { $0 }, error)
         }
-        return greeted.withLock { $0 }
+        return (greeted.withLock { $0 }, nil)
     }
 
     private func send(_ message: LiveMessage, on outbound: WebSocketOutboundWriter) async throws {

@@ -254,7 +254,8 @@ final class SQLiteStoreConnection: StoreWriter {
         try insertRecordIfAbsent(record, encoded: BinaryCodec.encode(record))
     }
 
-    func insertRecordIfAbsent(_ record: RecordState, encoded bytes: [UInt8]) throws -> Bool {
+    func insertRecordIfAbsent(_ record: RecordState, encoded: @autoclosure () -> [UInt8]) throws -> Bool {
+        let bytes = encoded()
         try limits.checkSize(of: record, encodedSize: bytes.count)
         let statement = try connection.statement("INSERT OR IGNORE INTO records(collection, id, state) VALUES (?1, ?2, ?3)")
         defer { statement.reset() }
@@ -306,7 +307,7 @@ final class SQLiteStoreConnection: StoreWriter {
         try putOutboxEntry(entry, encoded: BinaryCodec.encode(entry))
     }
 
-    func putOutboxEntry(_ entry: OutboxEntry, encoded: [UInt8]) throws {
+    func putOutboxEntry(_ entry: OutboxEntry, encoded: @autoclosure () -> [UInt8]) throws {
         guard entry.seq <= SQLiteStore.maxOutboxSeq else {
             throw SyncError(.invalidParameter, "outbox position \(entry.seq) is above \(SQLiteStore.maxOutboxSeq)")
         }
@@ -319,7 +320,7 @@ final class SQLiteStoreConnection: StoreWriter {
         let statement = try connection.statement("INSERT OR REPLACE INTO outbox(position, entry) VALUES (?1, ?2)")
         defer { statement.reset() }
         try statement.bind(1, SQLiteStore.outboxPosition(priority: entry.priority, seq: entry.seq))
-        try statement.bind(2, blob: encoded)
+        try statement.bind(2, blob: encoded())
         _ = try statement.step()
     }
 

@@ -1,18 +1,15 @@
 public import Syncline
 
-/// A small, fast, seedable generator (SplitMix64) so every randomized test replays from its seed.
+/// A small, fast, seedable generator so every randomized test replays from its seed: the
+/// package's ``SplitMix64`` behind a public face.
 public struct SeededRandom: RandomNumberGenerator, Sendable {
-    public private(set) var state: UInt64
+    private var generator: SplitMix64
 
-    public init(seed: UInt64) { state = seed }
+    public var state: UInt64 { generator.state }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+
+    public mutating func next() -> UInt64 { generator.next() }
 }
 
 /// Random model values for property and fuzz tests.

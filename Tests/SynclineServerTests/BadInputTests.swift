@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CSQLite
 import Foundation
 import HTTPTypes
 import Logging
@@ -8,6 +9,7 @@ import NIOWebSocket
 import Synchronization
 import Syncline
 import SynclineNetwork
+import SynclineSQLite
 import SynclineServer
 import SynclineTesting
 import Testing
@@ -144,6 +146,30 @@ struct BadInputTests {
             let valid2 = try await server.raw(.POST, push, body: valid, headers: Self.json)
             #expect(valid2.status == 200, "the server still answers a valid push")
         }
+    }
+
+    @Test(arguments: [false, true])
+    func theServerRefusesADatabaseThatIsNotItsOwnAndLeavesItAlone(deviceStore: Bool) throws {
+        let fixture = try StoreFixture(.sqlite)
+        if deviceStore {
+            // Tried: a device's SQLite store (another application_id) as the server's --data file.
+            let store = try SQLiteStore(path: fixture.storePath)
+            try store.write { tx in try tx.putRecord(Sample.record("a", fields: ["v": 1])) }
+            store.close()
+        } else {
+            // Tried: another application's database (application_id 0, a rollback journal, a table).
+            var db: OpaquePointer?
+            #expect(sqlite3_open(fixture.storePath, &db) == SQLITE_OK)
+            #expect(sqlite3_exec(db, "CREATE TABLE invoices(id INTEGER PRIMARY KEY); INSERT INTO invoices VALUES (1);", nil, nil, nil) == SQLITE_OK)
+            sqlite3_close_v2(db)
+        }
+        let before = try Data(contentsOf: URL(fileURLWithPath: fixture.storePath))
+        #expect {
+            _ = try SQLiteBackend(path: fixture.storePath)
+        } throws: { error in
+            (error as? SyncError)?.code == .notASynclineStore && (error as? SyncError)?.message.contains("left untouched") == true
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: fixture.storePath)) == before)
     }
 
     @Test func tooManyRequestsGetRetryAfter() async throws {

@@ -26,8 +26,6 @@ final class NetworkSimulationServer: SimulationServer {
 
     func closeSockets() { for socket in sockets.withLock({ $0 }) { socket.close() } }
 
-    var socketPagesServed: Int { sockets.withLock { $0 }.reduce(0) { $0 + $1.statistics.pagesFromSocket } }
-
     func liveRecords(namespace: Namespace, collection: CollectionName) async throws -> [RecordID: [String: Value]] {
         var result: [RecordID: [String: Value]] = [:]
         var position: UInt64 = 0
@@ -35,7 +33,8 @@ final class NetworkSimulationServer: SimulationServer {
             let page = try await live.backend.pull(
                 namespace: namespace, after: 0, from: position, limit: 1_000, collections: [collection], configuration: .init()
             )
-            for entry in page.changes { result[entry.record] = entry.fields.mapValues(\.value) }
+            // A snapshot's later pages carry tombstones too: a deleted record is not live.
+            for entry in page.changes where !entry.deleted { result[entry.record] = entry.fields.mapValues(\.value) }
             guard page.hasMore else { return result }
             position = page.cursor
         }

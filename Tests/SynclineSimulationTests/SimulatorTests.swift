@@ -56,19 +56,22 @@ struct SimulatorTests {
     }
 
     @Test func theSameSeedGivesTheSameWorkload() async throws {
-        // Without faults that depend on timing, two runs from one seed make the same writes: the
-        // server ends with the same records.
-        func run() async throws -> SimulationSummary {
+        // Two runs from one seed make the same writes (the digest covers every operation drawn),
+        // so a failing run can be replayed; another seed makes other writes, so the digest does
+        // depend on the seed and not only on the options.
+        func run(seed: UInt64) async throws -> SimulationSummary {
             let options = SimulationOptions(
-                devices: 2, operations: 150, seed: 42, stores: [.memory], transports: [.rest], offlineRate: 0, crashRate: 0,
+                devices: 2, operations: 150, seed: seed, stores: [.memory], transports: [.rest], offlineRate: 0, crashRate: 0,
                 restartServer: false
             )
             return try await Simulator(options: options).run()
         }
-        let first = try await run()
-        let second = try await run()
-        #expect(first.passed && second.passed)
+        let first = try await run(seed: 42)
+        let second = try await run(seed: 42)
+        let other = try await run(seed: 43)
+        #expect(first.passed && second.passed && other.passed)
         #expect(first.ops == second.ops)
         #expect(first.workloadDigest == second.workloadDigest, "same seed, same workload")
+        #expect(first.workloadDigest != other.workloadDigest, "another seed, another workload")
     }
 }

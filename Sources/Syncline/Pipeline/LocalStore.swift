@@ -88,11 +88,10 @@ package actor LocalStore {
             let now = wallClock()
             stamped.append((mutation, try clock.now(wallMillis: now), ids.next(wallMillis: now, using: &random)))
         }
-        let limits = self.limits
         let device = DeviceMetadata(deviceID: clock.node, lastHLC: clock.last)
         do {
             return try store.write { tx in
-                let outcomes = try stamped.map { mutation, hlc, id in try Self.apply(mutation, hlc: hlc, id: id, limits: limits, tx) }
+                let outcomes = try stamped.map { mutation, hlc, id in try Self.apply(mutation, hlc: hlc, id: id, tx) }
                 try tx.setDeviceMetadata(device)
                 return outcomes
             }
@@ -106,7 +105,7 @@ package actor LocalStore {
     /// ``SyncClient``, on the caller's task, so group commit does not do it serially); a delta is
     /// a subset of them, plus nulls for fields the record already has.
     private static func apply(
-        _ mutation: Mutation, hlc: HLC, id: EventID, limits: Limits, _ tx: any StoreWriter
+        _ mutation: Mutation, hlc: HLC, id: EventID, _ tx: any StoreWriter
     ) throws -> MutationOutcome {
         let key = mutation.key
         if case .upsert(_, let fields, _, let priority, let mode, let encoded) = mutation {

@@ -8,6 +8,8 @@ public final class HeadBroadcaster: Sendable {
     private struct State {
         var subscribers: [Namespace: [Int: AsyncStream<UInt64>.Continuation]] = [:]
         var latest: [Namespace: UInt64] = [:]
+        /// The newest head subscribers were told.
+        var announced: [Namespace: UInt64] = [:]
         var next = 0
         var finished = false
     }
@@ -37,11 +39,14 @@ public final class HeadBroadcaster: Sendable {
         return stream
     }
 
-    /// Records a head (the newest wins) and, with `notify`, tells every subscriber.
+    /// Records a head (the newest wins) and, with `notify`, tells every subscriber when it is newer
+    /// than any head they were told (a push of duplicates, or a stale page, announces nothing).
     public func publish(_ head: UInt64, namespace: Namespace, notify: Bool = true) {
         let continuations = state.withLock { state -> [AsyncStream<UInt64>.Continuation] in
             state.latest[namespace] = max(state.latest[namespace] ?? 0, head)
-            return notify ? Array(state.subscribers[namespace, default: [:]].values) : []
+            guard notify, state.announced[namespace].map({ head > $0 }) ?? true else { return [] }
+            state.announced[namespace] = head
+            return Array(state.subscribers[namespace, default: [:]].values)
         }
         for continuation in continuations { continuation.yield(head) }
     }
@@ -58,7 +63,4 @@ public final class HeadBroadcaster: Sendable {
         }
         for continuation in all { continuation.finish() }
     }
-
-    /// Live subscriptions, for metrics.
-    public var count: Int { state.withLock { $0.subscribers.values.reduce(0) { $0 + $1.count } } }
 }

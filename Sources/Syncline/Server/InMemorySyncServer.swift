@@ -65,8 +65,10 @@ public actor InMemorySyncServer {
     /// Applies a batch that passed ``ServerEngine/validate(_:configuration:serverTime:)`` (a
     /// network server in front of this one checks it with its own limits).
     public func applyValidated(_ batch: ChangeBatch, namespace: Namespace) throws(SyncError) -> ServerEngine.PushOutcome {
-        var state = namespaces[namespace] ?? NamespaceState(window: configuration.idempotencyWindow)
-        let headBefore = state.head
+        // Taken out of the table while it changes, so the change is made in place, not on a copy
+        // of the whole namespace.
+        var state = namespaces.removeValue(forKey: namespace) ?? NamespaceState(window: configuration.idempotencyWindow)
+        defer { namespaces[namespace] = state }
         let outcome: ServerEngine.PushOutcome
         do {
             outcome = try ServerEngine.push(batch, into: &state)
@@ -78,8 +80,7 @@ public actor InMemorySyncServer {
             if !lost.isEmpty { state.losses[id] = lost }
         }
         for (id, conflicts) in outcome.rejected { state.losses[id] = conflicts }
-        namespaces[namespace] = state
-        if state.head != headBefore { heads.publish(state.head, namespace: namespace) }
+        heads.publish(state.head, namespace: namespace)  // announced only when it moved
         return outcome
     }
 
@@ -207,8 +208,8 @@ private struct NamespaceState: ServerNamespaceWriter, ServerNamespaceReader {
         return result
     }
 
-    func countLatestRecords(after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool) -> UInt64 {
-        latest(after: position, collections: collections, liveOnly: liveOnly).reduce(0) { count, _ in count + 1 }
+    func countLatestRecords(after position: UInt64, collections: Set<CollectionName>?) -> UInt64 {
+        latest(after: position, collections: collections, liveOnly: false).reduce(0) { count, _ in count + 1 }
     }
 
     /// Records at their latest seq after `position`, ascending, filtered.

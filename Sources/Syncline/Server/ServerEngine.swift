@@ -133,7 +133,7 @@ public enum ServerEngine {
         let records = try namespace.latestRecords(after: position, collections: collections, liveOnly: liveOnly, limit: pageSize)
         let last = records.last?.seq ?? position
         let remaining = records.count < pageSize
-            ? 0 : try namespace.countLatestRecords(after: last, collections: collections, liveOnly: false)  // later pages hold tombstones too
+            ? 0 : try namespace.countLatestRecords(after: last, collections: collections)  // later pages hold tombstones too
         let hasMore = remaining > 0
         // With nothing left, the cursor moves to the head so an idle device does not rescan.
         return PullPage(
@@ -162,6 +162,6 @@ public protocol ServerNamespaceReader {
     func tombstoneHorizon() throws -> UInt64
     /// Records whose latest seq is after `position`, ascending by seq, at most `limit`.
     func latestRecords(after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool, limit: Int) throws -> [ServerRecord]
-    /// How many records `latestRecords` would return without a limit.
-    func countLatestRecords(after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool) throws -> UInt64
+    /// How many records, tombstones included, have their latest seq after `position`.
+    func countLatestRecords(after position: UInt64, collections: Set<CollectionName>?) throws -> UInt64
 }

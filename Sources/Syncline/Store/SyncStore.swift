@@ -102,19 +102,19 @@ public protocol StoreWriter: StoreReader {
     /// Inserts the record only when none has its key; `false` (and nothing written) otherwise.
     /// Lets a store answer "is it new?" and write it in one step.
     func insertRecordIfAbsent(_ state: RecordState) throws -> Bool
-    /// The same, with the record's binary encoding already made (`encoded` holds exactly the
-    /// bytes of `BinaryCodec.encode(state)`). A store that keeps records encoded writes these
-    /// bytes; the default ignores them.
-    func insertRecordIfAbsent(_ state: RecordState, encoded: [UInt8]) throws -> Bool
+    /// The same, when the caller can make the record's binary encoding more cheaply than
+    /// `BinaryCodec.encode(state)` (`encoded` makes exactly those bytes). A store that keeps
+    /// records encoded calls it; the default never does.
+    func insertRecordIfAbsent(_ state: RecordState, encoded: @autoclosure () -> [UInt8]) throws -> Bool
     func removeRecord(_ key: RecordKey) throws
 
     /// A new outbox position, greater than every position in the outbox.
     func allocateOutboxSeq() throws -> UInt64
     /// Inserts an entry, or replaces the entry with the same `seq` (its priority may change).
     func putOutboxEntry(_ entry: OutboxEntry) throws
-    /// The same, with the entry's binary encoding already made (exactly the bytes of
-    /// `BinaryCodec.encode(entry)`); the default ignores them.
-    func putOutboxEntry(_ entry: OutboxEntry, encoded: [UInt8]) throws
+    /// The same, with a cheaper way to the entry's binary encoding (exactly the bytes of
+    /// `BinaryCodec.encode(entry)`); the default never calls it.
+    func putOutboxEntry(_ entry: OutboxEntry, encoded: @autoclosure () -> [UInt8]) throws
     /// Removes entries by position; unknown positions are ignored.
     func removeOutboxEntries(_ seqs: [UInt64]) throws
 
@@ -126,11 +126,11 @@ public protocol StoreWriter: StoreReader {
 }
 
 extension StoreWriter {
-    public func insertRecordIfAbsent(_ state: RecordState, encoded: [UInt8]) throws -> Bool {
+    public func insertRecordIfAbsent(_ state: RecordState, encoded: @autoclosure () -> [UInt8]) throws -> Bool {
         try insertRecordIfAbsent(state)
     }
 
-    public func putOutboxEntry(_ entry: OutboxEntry, encoded: [UInt8]) throws {
+    public func putOutboxEntry(_ entry: OutboxEntry, encoded: @autoclosure () -> [UInt8]) throws {
         try putOutboxEntry(entry)
     }
 

@@ -103,12 +103,18 @@ final class BackendDatabase {
 
     init(path: String, durability: Durability) throws(SyncError) {
         connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        // Checked before anything is written: another application's database (or a client's
+        // store) is refused as it was found, not switched to WAL or given our tables.
+        let applicationID = try connection.integer("PRAGMA application_id")
+        let tables = try connection.integer("SELECT count(*) FROM sqlite_master")
+        if applicationID != Self.applicationID && (applicationID != 0 || tables > 0) {
+            throw SyncError(
+                .notASynclineStore,
+                "\(path) is not a Syncline server database (application_id \(applicationID)); it was left untouched"
+            )
+        }
         try connection.execute("PRAGMA journal_mode=WAL")
         try connection.execute(durability == .power ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL")
-        let applicationID = try connection.integer("PRAGMA application_id")
-        if applicationID != 0 && applicationID != Self.applicationID {
-            throw SyncError(.notASynclineStore, "\(path) is not a Syncline server database (application_id \(applicationID))")
-        }
         try connection.execute(
             """
             BEGIN;
@@ -143,7 +149,11 @@ final class BackendDatabase {
     /// Runs `body` in a read transaction (one consistent snapshot).
     func read<Result>(_ body: (SQLiteConnection) throws -> Result) throws -> Result {
         try connection.statement("BEGIN").run()
-        defer { _ = try? connection.statement("COMMIT").run() }  // a read transaction wrote nothing
+        defer {
+            // A read wrote nothing; if COMMIT fails, ROLLBACK ends the transaction so the next
+            // BEGIN does not fail (ROLLBACK fails only when none is open).
+            do { try connection.statement("COMMIT").run() } catch { _ = try? connection.statement("ROLLBACK").run() }
+        }
         return try body(connection)
     }
 }
@@ -261,21 +271,18 @@ struct NamespaceRows: ServerNamespaceWriter, ServerNamespaceReader {
         return result
     }
 
-    func countLatestRecords(after position: UInt64, collections: Set<CollectionName>?, liveOnly: Bool) throws -> UInt64 {
-        if collections == nil {
-            let statement = liveOnly
-                ? try connection.statement("SELECT count(*) FROM records WHERE ns = ?1 AND seq > ?2 AND deleted = 0")
-                : try connection.statement("SELECT count(*) FROM records WHERE ns = ?1 AND seq > ?2")
-            defer { statement.reset() }
-            try statement.bind(1, namespace.rawValue)
-            try statement.bind(2, Int64(bitPattern: position))
-            _ = try statement.step()
-            return UInt64(statement.int64(0))
-        }
+    /// Counted from the rows' columns, per collection, without decoding a record.
+    func countLatestRecords(after position: UInt64, collections: Set<CollectionName>?) throws -> UInt64 {
+        let statement = try connection.statement(
+            "SELECT collection, count(*) FROM records WHERE ns = ?1 AND seq > ?2 GROUP BY collection"
+        )
+        defer { statement.reset() }
+        try statement.bind(1, namespace.rawValue)
+        try statement.bind(2, Int64(bitPattern: position))
         var count: UInt64 = 0
-        try scan(after: position, collections: collections, liveOnly: liveOnly) { _ in
-            count += 1
-            return true
+        while try statement.step() {
+            if let collections, !collections.contains(try CollectionName(statement.text(0))) { continue }
+            count += UInt64(statement.int64(1))
         }
         return count
     }
