@@ -104,3 +104,12 @@ public enum Sample {
         )
     }
 }
+
+/// Runs a blocking wait (a child process, a sleep-poll loop) on a thread of its own and resumes
+/// the caller with its result, so the wait does not hold a thread of the cooperative pool that
+/// the async tests running alongside need.
+public func onOwnThread<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
+    }
+}

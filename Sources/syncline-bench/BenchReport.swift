@@ -81,3 +81,8 @@ func measure(operations: Int, _ body: () throws -> Void) rethrows -> Double {
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     return Double(operations) / max(seconds, 1e-9)
 }
+
+/// The pair whose ratio is the median (paired runs: the machine's drift cancels within a pair).
+func medianByRatio<Pair>(_ pairs: [Pair], _ ratio: (Pair) -> Double) -> Pair {
+    pairs.sorted { ratio($0) < ratio($1) }[pairs.count / 2]
+}

@@ -68,7 +68,7 @@ struct GrowthSuite {
                     Change(id: id, collection: collection, record: try RecordID("item-\(index)"), operation: .upsert, fields: fields, hlc: hlc, base: 0)
                 )
             }
-            _ = try await backend.push(ChangeBatch(changes: changes), namespace: namespace, serverTime: now)
+            _ = try await backend.applyValidated(ChangeBatch(changes: changes), namespace: namespace)
             written += count
         }
         let cursor = UInt64(history - delta)

@@ -46,7 +46,7 @@ struct NetworkSuite {
                 let served = try await Self.throughServer(batches, path: path())
                 pairs.append((served, raw))
             }
-            let median = pairs.sorted { $0.0 / $0.1 < $1.0 / $1.1 }[pairs.count / 2]
+            let median = medianByRatio(pairs) { $0.0 / $0.1 }
             report.rows.append(
                 BenchRow(
                     name: "push_throughput", store: "sqlite", perTransaction: Self.batchSize, durability: "app", opsPerSecond: median.0,
@@ -106,7 +106,7 @@ struct NetworkSuite {
         let backend = try SQLiteBackend(path: path)
         let namespace = try Namespace("bench")
         return try await measureAsync(operations: batches.count * batchSize) {
-            for batch in batches { _ = try await backend.push(batch, namespace: namespace, serverTime: WallClock.nowMillis()) }
+            for batch in batches { _ = try await backend.applyValidated(batch, namespace: namespace) }
         }
     }
 

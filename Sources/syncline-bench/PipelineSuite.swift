@@ -71,7 +71,7 @@ struct PipelineSuite {
                     pairs.append((rate, baseline))
                     groups.append(group)
                 }
-                let median = pairs.sorted { $0.0 / $0.1 < $1.0 / $1.1 }[pairs.count / 2]
+                let median = medianByRatio(pairs) { $0.0 / $0.1 }
                 report.rows.append(
                     BenchRow(
                         name: name, store: store, perTransaction: writers, durability: durability.rawValue, opsPerSecond: median.0,
@@ -96,7 +96,7 @@ struct PipelineSuite {
                 )
                 pairs.append((many, one))
             }
-            let median = pairs.sorted { $0.0 / $0.1 < $1.0 / $1.1 }[pairs.count / 2]
+            let median = medianByRatio(pairs) { $0.0 / $0.1 }
             report.rows.append(
                 BenchRow(
                     name: "group_commit_gain", store: store, perTransaction: 256, durability: durability.rawValue, opsPerSecond: median.0,
@@ -116,7 +116,7 @@ struct PipelineSuite {
                 let rate = try await Self.endToEnd(operations: operations)
                 pairs.append((rate, ceiling))
             }
-            let median = pairs.sorted { $0.0 / $0.1 < $1.0 / $1.1 }[pairs.count / 2]
+            let median = medianByRatio(pairs) { $0.0 / $0.1 }
             report.rows.append(
                 BenchRow(name: "e2e_inmemory", store: "inMemory", perTransaction: 500, durability: "app", opsPerSecond: median.0, baselineOpsPerSecond: median.1)
             )

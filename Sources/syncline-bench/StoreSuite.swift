@@ -80,7 +80,7 @@ struct StoreSuite {
                 try? FileManager.default.removeItem(atPath: baselinePath)  // temporary files only
                 try? FileManager.default.removeItem(atPath: storePath)
             }
-            let median = pairs.sorted { $0.store / $0.baseline < $1.store / $1.baseline }[pairs.count / 2]
+            let median = medianByRatio(pairs) { $0.store / $0.baseline }
             report.rows.append(
                 BenchRow(
                     name: item.name, store: item.store, perTransaction: item.perTransaction,

@@ -248,12 +248,18 @@ struct BadInputTests {
             var configuration = WebSocketClientConfiguration(maxFrameSize: 16 << 20)
             configuration.additionalHeaders[.authorization] = "Bearer \(LiveServer.token)"
             let stop = AsyncStream<Void>.makeStream()
-            // Says hello, then never reads: everything the server sends piles up in the socket.
+            let welcomed = AsyncStream<Void>.makeStream()
+            // Says hello, reads the welcome, then never reads again: everything the server sends
+            // after it piles up in the socket.
             let reader = Task {
+                defer { welcomed.continuation.finish() }  // a connection that fails ends the wait below
                 try await WebSocketClient.connect(
                     url: "\(server.liveURL)/v1/ns/team/live", configuration: configuration, logger: .init(label: "stalled")
-                ) { _, outbound, _ in
+                ) { inbound, outbound, _ in
                     try await outbound.write(.text(#"{"type":"hello","cursor":0}"#))
+                    var messages = inbound.messages(maxSize: 16 << 20).makeAsyncIterator()
+                    _ = try await messages.next()
+                    welcomed.continuation.yield()
                     for await _ in stop.stream {}
                 }
             }
@@ -261,7 +267,9 @@ struct BadInputTests {
                 stop.continuation.finish()
                 reader.cancel()
             }
-            try await Task.sleep(for: .milliseconds(200))
+            var welcome = welcomed.stream.makeAsyncIterator()
+            // The session is subscribed before the commits start.
+            try #require(await welcome.next() != nil, "the stalled socket was welcomed")
             // 150 commits of about 60 KB each (9 MB): more than the socket buffers hold.
             let writer = server.rest(namespace)
             let text = Value.string(String(repeating: "w", count: 1_000))

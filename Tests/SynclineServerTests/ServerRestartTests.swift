@@ -51,15 +51,28 @@ final class ServerProcess: Sendable {
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// SIGKILL: no shutdown, no flush.
-    func kill() {
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+    func kill() async {
+        let process = self.process
+        await onOwnThread {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
     }
 
-    func terminate() {
-        guard process.isRunning else { return }
-        process.terminate()
-        process.waitUntilExit()
+    /// SIGTERM, then waits up to `limit` for the graceful shutdown; a server still running then is
+    /// killed, and the answer is `false`.
+    func terminate(within limit: Duration) async -> Bool {
+        let process = self.process
+        return await onOwnThread {
+            guard process.isRunning else { return true }
+            process.terminate()
+            let deadline = ContinuousClock.now + limit
+            while process.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
+            guard process.isRunning else { return true }
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return false
+        }
     }
 
     /// `syncline-server`, built next to the test bundle.
@@ -124,7 +137,7 @@ struct ServerRestartTests {
         try await write("before", count: 30)
         let during = Task { try await write("during", count: 50) }
         try await Task.sleep(for: .milliseconds(30))
-        first.kill()  // mid-run: devices are writing and pushing
+        await first.kill()  // mid-run: devices are writing and pushing
         try await during.value
         try await write("down", count: 20)  // written while the server is gone: queued, durable
         let second = try await ServerProcess(data: data, port: first.port)
@@ -173,7 +186,8 @@ struct ServerRestartTests {
         }
         // SIGTERM with live sockets still open: a graceful shutdown closes them (1001) and exits.
         let stopping = ContinuousClock.now
-        second.terminate()
+        let exited = await second.terminate(within: .seconds(20))
+        #expect(exited, "graceful shutdown with open live connections, not killed after 20 s")
         #expect(ContinuousClock.now - stopping < .seconds(20), "graceful shutdown with open live connections")
     }
 }

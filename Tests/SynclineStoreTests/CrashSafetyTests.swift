@@ -102,13 +102,6 @@ struct CrashSafetyTests {
     }
 }
 
-/// Runs a blocking wait on a new thread and resumes the caller with its result.
-func onOwnThread<Result: Sendable>(_ body: @escaping @Sendable () -> Result) async -> Result {
-    await withCheckedContinuation { continuation in
-        Thread { continuation.resume(returning: body()) }.start()
-    }
-}
-
 /// A running `syncline-crash-writer` and the iterations it acknowledged.
 final class ChildWriter: Sendable {
     private let process: Process

@@ -24,8 +24,8 @@ public final class RecordingBackend: ServerBackend {
     /// Changes the server answered with `rejected`: decided, not lost.
     public var rejected: Set<EventID> { record.withLock { $0.rejected } }
 
-    public func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) async throws -> ServerEngine.PushOutcome {
-        let outcome = try await base.push(batch, namespace: namespace, serverTime: serverTime)
+    public func applyValidated(_ batch: ChangeBatch, namespace: Namespace) async throws -> ServerEngine.PushOutcome {
+        let outcome = try await base.applyValidated(batch, namespace: namespace)
         record.withLock { record in
             for (id, lost) in outcome.applied {
                 record.applications[id, default: 0] += 1

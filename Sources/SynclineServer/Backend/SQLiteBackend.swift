@@ -31,7 +31,7 @@ public actor SQLiteBackend: ServerBackend {
         heads = HeadBroadcaster()
     }
 
-    public func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) throws -> ServerEngine.PushOutcome {
+    public func applyValidated(_ batch: ChangeBatch, namespace: Namespace) throws -> ServerEngine.PushOutcome {
         let outcome = try database.transaction { connection in
             var writer = try NamespaceRows(connection: connection, namespace: namespace, window: configuration.idempotencyWindow)
             let outcome = try ServerEngine.push(batch, into: &writer)

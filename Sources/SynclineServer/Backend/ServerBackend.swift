@@ -4,9 +4,8 @@ public import Syncline
 /// ``ServerEngine`` (merge rules, idempotency, coalesced pulls), so they cannot disagree; a
 /// backend only stores and finds records.
 public protocol ServerBackend: Sendable {
-    /// Applies a validated batch as one transaction.
-    /// - Parameter serverTime: the server's clock in Unix milliseconds, returned in the response.
-    func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) async throws -> ServerEngine.PushOutcome
+    /// Applies, as one transaction, a batch that passed ``ServerEngine/validate(_:configuration:serverTime:)``.
+    func applyValidated(_ batch: ChangeBatch, namespace: Namespace) async throws -> ServerEngine.PushOutcome
     /// A page of changes after `cursor`, starting past `position`.
     func pull(
         namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
@@ -24,6 +23,20 @@ public protocol ServerBackend: Sendable {
     func subscribe(namespace: Namespace) async -> AsyncStream<UInt64>
 }
 
+extension ServerBackend {
+    /// One push as the server answers it, over REST or the live socket: checked against the
+    /// limits and the clock, applied, counted in the metrics.
+    func accept(
+        _ batch: ChangeBatch, namespace: Namespace, configuration: SyncServerConfiguration, metrics: ServerMetrics
+    ) async throws -> PushResponse {
+        let serverTime = configuration.clock()
+        try ServerEngine.validate(batch, configuration: configuration.engine, serverTime: serverTime)
+        let outcome = try await applyValidated(batch, namespace: namespace)
+        metrics.record(push: outcome.summary)
+        return PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime)
+    }
+}
+
 extension InMemorySyncServer: ServerBackend {
     public func purgeTombstones(olderThan cutoff: UInt64) async throws -> [Namespace: UInt64] {
         var horizons: [Namespace: UInt64] = [:]
@@ -34,10 +47,6 @@ extension InMemorySyncServer: ServerBackend {
             horizons[namespace] = through + 1
         }
         return horizons
-    }
-
-    public func push(_ batch: ChangeBatch, namespace: Namespace, serverTime: UInt64) async throws -> ServerEngine.PushOutcome {
-        try applyValidated(batch, namespace: namespace)
     }
 
     public func pull(

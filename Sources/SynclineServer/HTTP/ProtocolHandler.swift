@@ -92,11 +92,7 @@ struct ProtocolHandler: Sendable {
         metrics.pushRequests.increment()
         let body = try await readBody(request)
         let batch = try configuration.wire.decodeChangeBatch(body)
-        let serverTime = configuration.clock()
-        try ServerEngine.validate(batch, configuration: configuration.engine, serverTime: serverTime)
-        let outcome = try await backend.push(batch, namespace: namespace, serverTime: serverTime)
-        metrics.record(push: outcome.summary)
-        let response = PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime)
+        let response = try await backend.accept(batch, namespace: namespace, configuration: configuration, metrics: metrics)
         return answer(try answerCodec(request, default: body.format).encode(response))
     }
 

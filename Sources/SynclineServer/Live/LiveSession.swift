@@ -142,13 +142,8 @@ struct LiveSession: Sendable {
         switch decoded {
         case .push(let number, let batch):
             do {
-                let serverTime = configuration.clock()
-                try ServerEngine.validate(batch, configuration: configuration.engine, serverTime: serverTime)
-                let outcome = try await backend.push(batch, namespace: namespace, serverTime: serverTime)
-                metrics.record(push: outcome.summary)
-                try await sender.send(
-                    .ack(batch: number, PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime)), framing: framing
-                )
+                let response = try await backend.accept(batch, namespace: namespace, configuration: configuration, metrics: metrics)
+                try await sender.send(.ack(batch: number, response), framing: framing)
             } catch let error as SyncError {
                 // A refused batch is answered; the connection stays open.
                 try await sender.send(.error(code: error.code.description, message: error.message, batch: number), framing: framing)
