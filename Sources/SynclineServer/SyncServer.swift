@@ -97,3 +97,59 @@ public enum SyncServer {
         )
     }
 }
+
+/// A server running in this process, started with ``SyncServer/start(backend:configuration:metrics:host:port:logger:shutdownTimeout:)``
+/// (tests, the simulator's embedded server, benchmarks).
+public struct RunningSyncServer: Sendable {
+    /// The bound port (the one asked for, or the one the system chose for port 0).
+    public let port: Int
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    fileprivate init(port: Int, group: ServiceGroup, task: Task<Void, any Error>) {
+        self.port = port
+        self.group = group
+        self.task = task
+    }
+
+    /// A graceful shutdown, as on SIGTERM: live sockets close (1001), requests in flight finish.
+    /// - Throws: what ended the server, when it was not the shutdown.
+    public func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+}
+
+extension SyncServer {
+    /// Starts a server as a service of its own and returns once it listens.
+    /// - Throws: ``SyncError`` `.transportUnavailable` when it stops before listening (the port
+    ///   is taken, say).
+    public static func start(
+        backend: any ServerBackend, configuration: SyncServerConfiguration, metrics: ServerMetrics = ServerMetrics(),
+        host: String = "127.0.0.1", port: Int = 0, logger: Logger, shutdownTimeout: Duration = .seconds(10)
+    ) async throws -> RunningSyncServer {
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let app = application(
+            backend: backend, configuration: configuration, metrics: metrics, host: host, port: port, logger: logger
+        ) { portContinuation.yield($0) }
+        var groupConfiguration = ServiceGroupConfiguration(services: [app], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = shutdownTimeout
+        let group = ServiceGroup(configuration: groupConfiguration)
+        let task = Task {
+            defer { portContinuation.finish() }  // a server that fails to start ends the wait below
+            try await group.run()
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let bound = await iterator.next() else {
+            let reason: String
+            do {
+                try await task.value
+                reason = "it stopped"
+            } catch {
+                reason = "\(error)"
+            }
+            throw SyncError(.transportUnavailable, "the server on \(host):\(port) did not start: \(reason)")
+        }
+        return RunningSyncServer(port: bound, group: group, task: task)
+    }
+}

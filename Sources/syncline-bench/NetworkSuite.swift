@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Logging
-import ServiceLifecycle
 import Syncline
 import SynclineNetwork
 import SynclineServer
@@ -116,22 +115,16 @@ struct NetworkSuite {
         let namespace = try Namespace("bench")
         var logger = Logger(label: "bench-server")
         logger.logLevel = .error
-        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = SyncServer.application(
+        let running = try await SyncServer.start(
             backend: backend, configuration: SyncServerConfiguration(tokens: TokenStore([token: ["*"]]), rateLimit: nil),
-            host: "127.0.0.1", port: 0, logger: logger
-        ) { portContinuation.yield($0) }
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [app], logger: logger))
-        let running = Task { try await group.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw SyncError(.transportUnavailable, "the bench server did not start") }
-        let transport = RESTTransport(url: "http://127.0.0.1:\(port)", namespace: namespace, token: { token })
+            logger: logger
+        )
+        let transport = RESTTransport(url: "http://127.0.0.1:\(running.port)", namespace: namespace, token: { token })
         _ = try await transport.pull(after: 0, from: 0, limit: 1)  // warm the connection
         let rate = try await measureAsync(operations: batches.count * batchSize) {
             for batch in batches { _ = try await transport.push(batch) }
         }
-        await group.triggerGracefulShutdown()
-        try await running.value
+        try await running.stop()
         return rate
     }
 

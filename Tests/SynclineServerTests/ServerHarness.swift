@@ -1,7 +1,6 @@
 import Foundation
 import Hummingbird
 import Logging
-import ServiceLifecycle
 import Syncline
 import SynclineNetwork
 import SynclineServer
@@ -41,22 +40,17 @@ struct LiveServer: Sendable {
         let metrics = ServerMetrics()
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
-        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = SyncServer.application(
-            backend: backend, configuration: configuration, metrics: metrics, host: "127.0.0.1", port: 0, logger: logger
-        ) { port in portContinuation.yield(port) }
         // Run as a service so the end of the test is a graceful shutdown, as on SIGTERM.
-        var groupConfiguration = ServiceGroupConfiguration(services: [app], logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
-        let group = ServiceGroup(configuration: groupConfiguration)
-        let running = Task { try await group.run() }
-        defer { running.cancel() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw SyncError(.transportUnavailable, "the server did not start") }
-        let server = LiveServer(port: port, backend: backend, metrics: metrics)
-        let result = try await body(server)
-        await group.triggerGracefulShutdown()
-        try await running.value
+        let running = try await SyncServer.start(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
+        let server = LiveServer(port: running.port, backend: backend, metrics: metrics)
+        let result: Result
+        do {
+            result = try await body(server)
+        } catch {
+            try await running.stop()
+            throw error
+        }
+        try await running.stop()
         return result
     }
 

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import ServiceLifecycle
 import Synchronization
 public import Syncline
 import SynclineServer
@@ -9,8 +8,7 @@ import SynclineServer
 /// restarted on the same port over the same database file.
 final class EmbeddedServer: Sendable {
     private struct Running {
-        var group: ServiceGroup
-        var task: Task<Void, any Error>
+        var server: RunningSyncServer
         var backend: RecordingBackend
     }
 
@@ -50,37 +48,34 @@ final class EmbeddedServer: Sendable {
         var logger = Logger(label: "syncline-sim.server")
         logger.logLevel = .critical
         let backend = RecordingBackend(try SQLiteBackend(path: databasePath))
-        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = SyncServer.application(
-            backend: backend,
-            configuration: SyncServerConfiguration(tokens: TokenStore([token: ["*"]]), rateLimit: nil),
-            host: "127.0.0.1", port: port, logger: logger
-        ) { portContinuation.yield($0) }
-        var configuration = ServiceGroupConfiguration(services: [app], logger: logger)
-        configuration.maximumGracefulShutdownDuration = .seconds(5)
-        let group = ServiceGroup(configuration: configuration)
-        let task = Task { try await group.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let bound = await iterator.next() else { throw SyncError(.transportUnavailable, "the embedded server did not start") }
-        portBox.withLock { $0 = bound }
-        state.withLock { $0 = Running(group: group, task: task, backend: backend) }
+        let server = try await SyncServer.start(
+            backend: backend, configuration: SyncServerConfiguration(tokens: TokenStore([token: ["*"]]), rateLimit: nil),
+            port: port, logger: logger, shutdownTimeout: .seconds(5)
+        )
+        portBox.withLock { $0 = server.port }
+        state.withLock { $0 = Running(server: server, backend: backend) }
     }
 
     /// Stops the server gracefully (live sockets are closed; devices reconnect).
-    func stop() async {
+    /// - Throws: what ended the server, when it was not the shutdown.
+    func stop() async throws {
         guard let running = state.withLock({ $0 }) else { return }
-        await running.group.triggerGracefulShutdown()
-        _ = await running.task.result
+        defer { count(running.backend) }  // counted even when the server had failed
+        try await running.server.stop()
+    }
+
+    /// Moves a finished run's tallies into the totals.
+    private func count(_ backend: RecordingBackend) {
         // Counted after the shutdown: pushes in flight when it began still finish and count.
         state.withLock { $0 = nil }
         counted.withLock { total in
-            for (id, count) in running.backend.applications { total[id, default: 0] += count }
+            for (id, count) in backend.applications { total[id, default: 0] += count }
         }
-        countedRejections.withLock { $0.formUnion(running.backend.rejected) }
+        countedRejections.withLock { $0.formUnion(backend.rejected) }
     }
 
     func restart() async throws {
-        await stop()
+        try await stop()
         try await start()
     }
 }

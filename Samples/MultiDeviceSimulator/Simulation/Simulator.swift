@@ -436,7 +436,7 @@ public final class Simulator {
             device.client.close()
             await device.listener?.value
         }
-        await self.server?.stop()
+        try await self.server?.stop()
         let observed = observations.snapshot
         return SimulationSummary(
             converged: differences.isEmpty, seed: options.seed, devices: devices.count, ops: operationsDone, lost: lost,
