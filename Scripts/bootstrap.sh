@@ -24,10 +24,10 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
     echo "bootstrap: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
-        apt-get update
-        apt-get install -y --no-install-recommends "${missing[@]}"
-    fi
+    # A fresh machine's package lists may be empty or stale: refresh them first, quietly, so the
+    # install finds the packages at once instead of printing "Unable to locate package".
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
     echo "bootstrap: missing system packages: ${missing[*]}" >&2
     echo "bootstrap: run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2

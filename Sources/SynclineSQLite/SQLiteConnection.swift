@@ -56,6 +56,33 @@ package final class SQLiteConnection {
         return statement
     }
 
+    /// The SQL of every statement this connection has prepared and kept, for plan checks.
+    package var preparedSQL: [String] {
+        statements.values.compactMap { sqlite3_sql($0.handle).map { String(cString: $0) } }
+    }
+
+    /// SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`), one `detail` line per step, with
+    /// `bindings` bound to `?1`, `?2`, … as the statement would run.
+    package func queryPlan(_ sql: String, bindings: [SQLiteValue] = []) throws(SyncError) -> [String] {
+        var pointer: OpaquePointer?
+        let code = sqlite3_prepare_v2(handle, "EXPLAIN QUERY PLAN " + sql, -1, &pointer, nil)
+        guard code == SQLITE_OK, let pointer else {
+            throw SyncError(.storage, "SQLite cannot explain \(sql): \(lastError)", nativeCode: code)
+        }
+        let statement = SQLiteStatement(pointer, connection: self)
+        for (offset, value) in bindings.enumerated() {
+            let index = Int32(offset + 1)
+            switch value {
+            case .integer(let integer): try statement.bind(index, integer)
+            case .text(let text): try statement.bind(index, text)
+            case .blob(let bytes): try statement.bind(index, blob: bytes)
+            }
+        }
+        var details: [String] = []
+        while try statement.step() { details.append(statement.text(3)) }
+        return details
+    }
+
     /// Reads one integer (a pragma, a count).
     package func integer(_ sql: StaticString) throws(SyncError) -> Int64 {
         let statement = try self.statement(sql)

@@ -157,6 +157,24 @@ public final class SQLiteStore: SyncStore {
     }
 }
 
+extension SQLiteStore {
+    /// The SQL of every statement the store has prepared so far (for the query-plan test).
+    package func preparedSQL() throws(SyncError) -> [String] {
+        try connection.withLock { store throws(SyncError) in
+            guard let store else { throw SyncError(.storeClosed, "the SQLite store at \(path) was closed") }
+            return store.connection.preparedSQL
+        }
+    }
+
+    /// SQLite's plan for one of the store's statements, with `bindings`.
+    package func queryPlan(_ sql: String, bindings: [SQLiteValue]) throws(SyncError) -> [String] {
+        try connection.withLock { store throws(SyncError) in
+            guard let store else { throw SyncError(.storeClosed, "the SQLite store at \(path) was closed") }
+            return try store.connection.queryPlan(sql, bindings: bindings)
+        }
+    }
+}
+
 /// The connection and its transaction operations. Only used under ``SQLiteStore``'s lock.
 final class SQLiteStoreConnection: StoreWriter {
     let connection: SQLiteConnection

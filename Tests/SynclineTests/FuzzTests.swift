@@ -11,10 +11,11 @@ struct FuzzTests {
     enum Decoder: String, CaseIterable, CustomTestStringConvertible {
         case binaryBatch, binaryPage, binaryResponse, binaryRecord, binaryOutboxEntry, binaryConflict
         case jsonBatch, jsonPage, jsonResponse, jsonValue
+        case liveBinary, liveJSON
         case inflate
 
         var testDescription: String { rawValue }
-        var isJSON: Bool { rawValue.hasPrefix("json") }
+        var isJSON: Bool { rawValue.hasPrefix("json") || self == .liveJSON }
 
         /// A valid document for the corpus.
         func sample(_ model: inout RandomModel) throws -> [UInt8] {
@@ -42,6 +43,8 @@ struct FuzzTests {
             case .jsonPage: return try JSONCodec.encode(model.pullPage(max: 2))
             case .jsonResponse: return try JSONCodec.encode(model.pushResponse(max: 2))
             case .jsonValue: return try JSONCodec.encode(model.value())
+            case .liveBinary: return Self.liveMessage(&model).encodeBinary()
+            case .liveJSON: return try Self.liveMessage(&model).encodeJSON()
             case .inflate: return try Deflate.compress(Array(model.string(maxLength: 200).utf8) + [UInt8](repeating: 7, count: model.int(0...300)))
             }
         }
@@ -58,7 +61,25 @@ struct FuzzTests {
             case .jsonPage: _ = try JSONCodec.decodePullPage(bytes)
             case .jsonResponse: _ = try JSONCodec.decodePushResponse(bytes)
             case .jsonValue: _ = try JSONCodec.decodeValue(bytes)
+            case .liveBinary: _ = try LiveMessage.decodeBinary(bytes)
+            case .liveJSON: _ = try LiveMessage.decodeJSON(bytes)
             case .inflate: _ = try Deflate.decompress(bytes, maxOutputBytes: 4_096, maxRatio: 50)
+            }
+        }
+
+        /// How many kinds of live message there are (hello, welcome, push, ack, changes, error).
+        static let liveKinds = 6
+
+        /// A live-socket message of any kind (or of the `kind`-th), as a peer could send it.
+        static func liveMessage(_ model: inout RandomModel, kind: Int? = nil) -> LiveMessage {
+            let number = UInt64(model.int(0...1_000_000))
+            switch kind ?? model.int(0...(liveKinds - 1)) {
+            case 0: return .hello(cursor: number)
+            case 1: return .welcome(head: number, serverTime: 1_732_300_000_000)
+            case 2: return .push(batch: number, model.changeBatch(max: 2))
+            case 3: return .ack(batch: number, model.pushResponse(max: 2))
+            case 4: return .changes(after: number, from: number + 1, model.pullPage(max: 2))
+            default: return .error(code: model.string(), message: model.string(maxLength: 40), batch: model.chance(0.5) ? number : nil)
             }
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
-public import Syncline
+import Syncline
 import SynclineServer
 
 /// The embedded server: a real `SyncServer` with a SQLite backend on loopback, which can be

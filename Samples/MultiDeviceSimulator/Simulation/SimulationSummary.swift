@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import Syncline
 
 /// What a simulation run found: the verdict and the figures the summary table shows.

@@ -1,6 +1,6 @@
-public import Foundation
+import Foundation
 import Synchronization
-public import Syncline
+import Syncline
 import SynclineLevelDB
 import SynclineNetwork
 import SynclineSQLite

@@ -2,7 +2,7 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOWebSocket
-import Prometheus
+import CoreMetrics
 import ServiceLifecycle
 import Syncline
 
