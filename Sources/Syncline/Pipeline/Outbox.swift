@@ -96,6 +96,8 @@ package actor Outbox {
             do {
                 return try await transport.push(batch)
             } catch {
+                // Cancelled by the caller (whatever the transport made of it): not a failure.
+                if error is CancellationError || Task.isCancelled { throw CancellationError() }
                 stats.errors += 1
                 let syncError = LocalStore.syncError(error)
                 // Content refusals are split and dead-lettered by the caller; a refused token is
@@ -149,6 +151,7 @@ package actor Reconciler {
                 snapshot = []
                 continue
             } catch {
+                if error is CancellationError || Task.isCancelled { throw CancellationError() }
                 // Unreachable server, undecodable answer: reported, nothing applied, retried later.
                 stats.errors += 1
                 bus.emit(.error(SyncErrorEvent(error: LocalStore.syncError(error), key: nil, changeID: nil)))

@@ -68,9 +68,11 @@ public final class SyncClient: Sendable {
     /// Ends a transport the client created itself (the network convenience initializers).
     private let closeTransport: (@Sendable () -> Void)?
     private let state = Mutex(ClientState())
-    /// Wakes the background loop: a local write, a server commit, or a tick.
-    private let triggers: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) =
-        AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    /// Wakes the running background loop: a local write, a server commit, or a tick. Each `run()`
+    /// makes its own stream: an `AsyncStream` whose reader was cancelled is finished for good, so
+    /// a loop restarted after `stop()` on the old one would end at once.
+    private let trigger = Mutex<(run: UInt64, continuation: AsyncStream<Void>.Continuation)?>(nil)
+    private let runs = Atomic<UInt64>(0)
 
     private struct ClientState {
         var status = SyncStatus()
@@ -127,7 +129,15 @@ public final class SyncClient: Sendable {
     /// acknowledged is lost (it is in the store).
     public func run() async throws {
         let heads = await transport.liveHeads()
-        let triggers = self.triggers
+        let triggers = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let run = runs.add(1, ordering: .relaxed).newValue
+        trigger.withLock { $0 = (run, triggers.continuation) }
+        defer {
+            triggers.continuation.finish()
+            trigger.withLock { current in
+                if current?.run == run { current = nil }  // a newer run() keeps its own
+            }
+        }
         let interval = configuration.syncInterval
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
@@ -139,11 +149,16 @@ public final class SyncClient: Sendable {
                     triggers.continuation.yield()
                 }
             }
-            group.addTask { try await self.syncLoop() }
+            group.addTask { try await self.syncLoop(triggers) }
         }
     }
 
-    private func syncLoop() async throws {
+    /// Wakes the background loop, when one runs (every local change that queues something).
+    private func wake() {
+        trigger.withLock { _ = $0?.continuation.yield() }
+    }
+
+    private func syncLoop(_ triggers: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)) async throws {
         var backoff = configuration.initialBackoff
         var random = SystemRandomNumberGenerator()
         triggers.continuation.yield()
@@ -240,7 +255,7 @@ public final class SyncClient: Sendable {
         )
         if outcome.change != nil {
             bus.emit(.recordsChanged([key], origin: .local))
-            triggers.continuation.yield()
+            wake()
         }
         return outcome.change
     }
@@ -252,7 +267,7 @@ public final class SyncClient: Sendable {
         let outcome = try await ingest.submit(.delete(key: key, priority: priority, mode: mode))
         if outcome.change != nil {
             bus.emit(.recordsChanged([key], origin: .local))
-            triggers.continuation.yield()
+            wake()
         }
         return outcome.change
     }
@@ -281,7 +296,9 @@ public final class SyncClient: Sendable {
 
     /// One full push then pull, now. Concurrent calls run one after the other.
     /// - Returns: what it did.
-    /// - Throws: the transport's error when the server cannot be reached (the changes stay queued).
+    /// - Throws: the transport's error when the server cannot be reached (the changes stay queued);
+    ///   `CancellationError` when the calling task is cancelled (connectivity and `lastError`
+    ///   are left as they were).
     @discardableResult
     public func sync() async throws -> SyncStats {
         try await syncGate.run {
@@ -298,6 +315,13 @@ public final class SyncClient: Sendable {
                 if try await local.pendingCount() > 0 { try await outbox.drain(policy: policy, stats: &stats) }
             } catch {
                 stats.duration = clock.now - start
+                // Cancelled by the caller: not an error and not a sign of being offline, whatever
+                // the transport made of it (an HTTP client reports its cancelled request as a
+                // failure of its own).
+                if error is CancellationError || Task.isCancelled {
+                    bus.emit(.syncFinished(stats))
+                    throw CancellationError()
+                }
                 let syncError = LocalStore.syncError(error)
                 let offline = syncError.code == .transportUnavailable
                 let changed = state.withLock { state -> Bool in
@@ -342,7 +366,7 @@ public final class SyncClient: Sendable {
     /// Queues a dead-lettered change again.
     public func retryDeadLetter(_ id: EventID) async throws {
         try await local.retryDeadLetter(id)
-        triggers.continuation.yield()
+        wake()
     }
 
     /// Drops a dead-lettered change and the local values it carried.
@@ -361,13 +385,14 @@ public final class SyncClient: Sendable {
         let report = try await local.resolveConflict(id, with: values, priority: priority)
         bus.emit(.conflictResolved(report))
         bus.emit(.recordsChanged([report.key], origin: .local))
+        wake()  // the resolution is queued: push it now, not at the next tick
     }
 
     /// Ends every subscription and closes the store (so it can be opened again, as a restart
     /// does). Writes already acknowledged are in the store; later calls fail with `.storeClosed`.
     public func close() {
         state.withLock { $0.runner?.cancel() }
-        triggers.continuation.finish()
+        trigger.withLock { $0?.continuation.finish() }
         bus.finish()
         local.store.close()
         closeTransport?()
