@@ -86,3 +86,56 @@ struct FirstHourTests {
         #expect(try await harness.server.head(namespace: harness.namespace) == 1)
     }
 }
+
+/// Item 9: a page and its cursor are one transaction. A store that fails at each write of the
+/// page's transaction in turn (the first, one in the middle, the last) must leave the device's
+/// cursor and records exactly as they were, for every store; the next sync then applies it all.
+@Suite("Page and cursor atomicity", .timeLimit(.minutes(1)))
+struct PageAtomicityTests {
+    @Test(arguments: StoreKind.allCases)
+    func aFailedPageWriteLeavesCursorAndRecordsUnchanged(_ kind: StoreKind) async throws {
+        // How many writes one page's transaction makes, learned from a run without faults.
+        let writesPerPage = try await Self.run(kind, failing: nil)
+        #expect(writesPerPage >= 4, "three records and a cursor: at least four writes (\(writesPerPage))")
+        for failing in 1...writesPerPage {
+            _ = try await Self.run(kind, failing: failing)
+        }
+    }
+
+    /// Alice writes three records; Bob, who had pulled once, pulls them into a store that fails at
+    /// write `failing` of the page. Returns the page's write count.
+    static func run(_ kind: StoreKind, failing: Int?) async throws -> Int {
+        let harness = Harness()
+        let (alice, _, _) = try harness.device()
+        let fixture = try StoreFixture(kind)
+        let store = FaultInjectingStore(try fixture.open())
+        let bob = try SyncClient(
+            namespace: harness.namespace, store: store, transport: InMemoryTransport(server: harness.server, namespace: harness.namespace)
+        )
+        _ = try await alice.upsert(Sample.key("first"), fields: ["n": 0])
+        try await alice.sync()
+        try await bob.sync()
+        let cursor = try await bob.pullCursor()
+        let keys = ["a", "b", "c"].map { Sample.key($0) }
+        for (number, key) in keys.enumerated() { _ = try await alice.upsert(key, fields: ["n": .int(Int64(number))]) }
+        try await alice.sync()
+
+        let before = store.writes
+        if let failing {
+            store.failWrite(failing)
+            await #expect(throws: SyncError.self, "write \(failing) of the page fails") { try await bob.sync() }
+            #expect(store.failures == 1)
+            #expect(try await bob.pullCursor() == cursor, "write \(failing) failed: the cursor did not move")
+            for key in keys {
+                #expect(try await bob.record(key) == nil, "write \(failing) failed: \(key) was not applied")
+            }
+            store.disarm()
+        }
+        let counted = store.writes
+        try await bob.sync()
+        #expect(try await bob.pullCursor() > cursor)
+        for (number, key) in keys.enumerated() { #expect(try await bob.fields(of: key) == ["n": .int(Int64(number))]) }
+        bob.close()
+        return failing == nil ? counted == before ? store.writes - before : 0 : 0
+    }
+}
