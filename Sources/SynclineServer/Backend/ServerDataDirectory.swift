@@ -73,14 +73,19 @@ public struct ServerDataDirectory: Sendable {
         let staging = file("syncline.sqlite.restoring")
         try? FileManager.default.removeItem(atPath: staging)  // left over by an interrupted restore
         do {
-            let from = try SQLiteConnection(path: source, flags: SQLITE_OPEN_READONLY)
-            guard try from.integer("PRAGMA application_id") == BackendDatabase.applicationID else {
-                throw SyncError(.notASynclineStore, "\(source) is not a Syncline server database; nothing was changed")
-            }
-            let check = try from.statement("PRAGMA quick_check")
-            defer { check.reset() }
-            guard try check.step(), check.text(0) == "ok" else {
-                throw SyncError(.notASynclineStore, "\(source) fails SQLite's quick_check; nothing was changed")
+            let from: SQLiteConnection
+            do {
+                from = try SQLiteConnection(path: source, flags: SQLITE_OPEN_READONLY)
+                guard try from.integer("PRAGMA application_id") == BackendDatabase.applicationID else {
+                    throw SyncError(.notASynclineStore, "\(source) is not a Syncline server database; nothing was changed")
+                }
+                let check = try from.statement("PRAGMA quick_check")
+                defer { check.reset() }
+                guard try check.step(), check.text(0) == "ok" else {
+                    throw SyncError(.notASynclineStore, "\(source) fails SQLite's quick_check; nothing was changed")
+                }
+            } catch let error as SyncError where error.code != .notASynclineStore {
+                throw SyncError(.notASynclineStore, "\(source) is not a readable Syncline server database (\(error.message)); nothing was changed")
             }
             let to = try SQLiteConnection(path: staging, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
             try from.backup(into: to)
