@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import Logging
+import NIOHTTP1
 import Syncline
 import SynclineNetwork
 import SynclineSQLite

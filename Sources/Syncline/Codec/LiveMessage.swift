@@ -8,7 +8,7 @@
 /// cursor, batch number or `after`), then the body.
 ///
 /// `after` and `from` on `changes` (an extension of DESIGN §5.1) are the cursor and position the
-/// page was read with (see ``InMemorySyncServer/pull(namespace:after:from:limit:collections:)``),
+/// page was read with (see ``InMemorySyncServer/pull(namespace:after:from:limit:collections:epoch:)``),
 /// so a device applies a page only when it continues exactly where it is.
 ///
 /// `epoch` (see ``Epoch``) is optional in `hello` (a device that has none yet, or an older one, is

@@ -88,7 +88,7 @@ public actor InMemorySyncServer {
 
     // MARK: Pull
 
-    /// Records changed after `cursor`, coalesced: see ``ServerEngine/pull(from:after:from:limit:collections:configuration:)``.
+    /// Records changed after `cursor`, coalesced: see ``ServerEngine/pull(from:after:from:limit:collections:epoch:configuration:)``.
     /// - Throws: ``SyncError`` `.resyncRequired` when `epoch` is not the namespace's or `cursor` is
     ///   older than the tombstone horizon, `.invalidCursor` when it or `position` is beyond the head,
     ///   or `position` is before `cursor`.

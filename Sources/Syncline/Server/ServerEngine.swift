@@ -194,7 +194,7 @@ public protocol ServerNamespaceWriter {
     mutating func setHead(_ head: UInt64) throws
 }
 
-/// One namespace as ``ServerEngine/pull(from:after:from:limit:collections:configuration:)`` reads it.
+/// One namespace as ``ServerEngine/pull(from:after:from:limit:collections:epoch:configuration:)`` reads it.
 public protocol ServerNamespaceReader {
     func currentHead() throws -> UInt64
     /// The namespace's epoch (a namespace never written has the server's current default one).

@@ -55,11 +55,6 @@ extension SQLiteBackend {
         try database.transaction { try BackendDatabase.setMeta($0, BackendDatabase.MetaName.instance, instance) }
     }
 
-    /// Whether any namespace was ever written.
-    public func hasData() throws -> Bool {
-        try database.read { try $0.integer("SELECT count(*) FROM (SELECT 1 FROM namespaces LIMIT 1)") > 0 }
-    }
-
     /// Copies the server database at `source` to a new file at `destination` while a server may be
     /// writing to it (SQLite's online backup API: one consistent snapshot, writers are not blocked
     /// in WAL mode). The copy is a single self-contained file (rollback journal, no `-wal`) whose
@@ -68,7 +63,7 @@ extension SQLiteBackend {
     /// - Throws: ``SyncError`` `.notASynclineStore` when `source` is not a server database,
     ///   `.storage` when `destination` exists or the copy fails.
     public static func backup(databaseAt source: String, to destination: String) throws {
-        let from = try SQLiteConnection(path: source, flags: SQLITE_OPEN_READONLY)
+        let from = try SQLiteConnection(path: source, flags: SQLITE_OPEN_READWRITE)  // reads only; WAL needs its -shm
         guard try from.integer("PRAGMA application_id") == BackendDatabase.applicationID else {
             throw SyncError(.notASynclineStore, "\(source) is not a Syncline server database")
         }

@@ -143,7 +143,15 @@ final class BackendDatabase {
             COMMIT;
             """
         )
-        if schema < Self.schemaVersion { try transaction(Self.upgradeToEpochs) }
+        if schema < Self.schemaVersion {
+            do {
+                try transaction(Self.upgradeToEpochs)
+            } catch let error as SyncError {
+                throw error
+            } catch {
+                throw SyncError(.storage, "upgrading \(path) to server schema \(Self.schemaVersion) failed: \(error)")
+            }
+        }
     }
 
     /// Runs `body` in a write transaction: committed on return, rolled back on throw.

@@ -1,7 +1,7 @@
 import CSQLite
 import Foundation
 public import Logging
-public import Syncline
+import Syncline
 import SynclineSQLite
 
 /// The embedded server's data directory (`--data DIR`): the database `syncline.sqlite`, the

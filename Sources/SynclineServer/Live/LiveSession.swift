@@ -111,7 +111,7 @@ struct LiveSession: Sendable {
     }
 
     /// Sends catch-up pages from `cursor`, then a page after each commit. `after` stays fixed while
-    /// a catch-up spans several pages (see ``ServerEngine/pull(from:after:from:limit:collections:configuration:)``).
+    /// a catch-up spans several pages (see ``ServerEngine/pull(from:after:from:limit:collections:epoch:configuration:)``).
     private func deliver(
         from cursor: UInt64, epoch: Epoch, heads: AsyncStream<UInt64>, sender: LiveSender, framing: Framing
     ) async throws {
