@@ -1,22 +1,28 @@
 import CSQLite
 import Foundation
+import HTTPTypes
 import Logging
 import NIOHTTP1
+import NIOWebSocket
 import Syncline
 import SynclineNetwork
 import SynclineSQLite
 import SynclineServer
 import SynclineTesting
+import Synchronization
 import Testing
+import WSClient
 
 /// Namespace epochs and the restore fence (DESIGN §5), against the in-memory reference server and
 /// the real server (SQLite backend on loopback) through each transport and codec.
 @Suite("Namespace epochs", .timeLimit(.minutes(2)))
 struct EpochTests {
-    func change(_ number: UInt64, _ record: String, fields: [String: Value], base: UInt64 = 0, mode: ConflictMode = .lww) -> Change {
+    func change(
+        _ number: UInt64, _ record: String, fields: [String: Value], base: UInt64 = 0, mode: ConflictMode = .lww, node: UInt64 = 0xA1
+    ) -> Change {
         Change(
             id: Sample.eventID(number), collection: Sample.collection(), record: Sample.id(record), operation: .upsert,
-            fields: fields, hlc: Sample.hlc(1_000 + number), base: base, mode: mode
+            fields: fields, hlc: Sample.hlc(1_000 + number, node: node), base: base, mode: mode
         )
     }
 
@@ -39,7 +45,9 @@ struct EpochTests {
         }
     }
 
-    @Test(arguments: ServerKind.allCases)
+    /// Over REST (and in memory): a live socket open across a fence is ended by it (see
+    /// `aStaleHelloIsRefused…`), which a fence of a running server would do to the pushes here.
+    @Test(arguments: [ServerKind.inMemory, .restBinary, .restJSON])
     func theFenceGivesANewEpochAndMovesTheHeadPastEverySeqADeviceHeld(_ kind: ServerKind) async throws {
         try await ServerUnderTest.with(kind) { server in
             _ = try await server.push(ChangeBatch(changes: [change(1, "a", fields: ["v": 1]), change(2, "b", fields: ["v": 2])]))
@@ -58,7 +66,7 @@ struct EpochTests {
             #expect(after != before && snapshot.changes.count == 2 && snapshot.cursor == head)
             // The next write comes after every seq a device could hold: a pending change based on
             // seq 2 is concurrent with it, so `reject` sees the conflict.
-            let written = try await server.push(change(3, "a", fields: ["v": 3]))
+            let written = try await server.push(change(3, "a", fields: ["v": 3], node: 0xB2))
             guard case .applied(_, let seq, _) = written.first else { Issue.record("expected applied, got \(written)"); return }
             #expect(seq == head + 1)
             let stale = try await server.push(change(4, "a", fields: ["v": 4], base: 2, mode: .reject))
@@ -68,7 +76,8 @@ struct EpochTests {
         }
     }
 
-    @Test func aBadEpochParameterIs400AndAStaleHelloIsRefused() async throws {
+    @Test(.timeLimit(.minutes(1)))
+    func aBadEpochParameterIs400AndAStaleHelloIsRefused() async throws {
         try await LiveServer.with { server in
             // Tried: epoch=nope and an epoch one digit short.
             for bad in ["nope", "9f1c2a7b3d4e5f6"] {
@@ -80,6 +89,30 @@ struct EpochTests {
             let answer = try await server.raw(.GET, "/v1/ns/team/changes?after=0&epoch=\(other)")
             #expect(answer.status == 410 && answer.errorCode == "resync_required")
             #expect(try await server.raw(.GET, "/v1/ns/team/changes?after=0&epoch=\(epoch)").status == 200)
+
+            // Tried: a live hello with another epoch, then one with the namespace's epoch.
+            var configuration = WebSocketClientConfiguration()
+            configuration.additionalHeaders[.authorization] = "Bearer \(LiveServer.token)"
+            for (hello, refused) in [(other, true), (epoch, false)] {
+                let replies = Mutex<[String]>([])
+                let close = try await WebSocketClient.connect(
+                    url: "\(server.liveURL)/v1/ns/team/live", configuration: configuration, logger: .init(label: "hello")
+                ) { inbound, outbound, _ in
+                    try await outbound.write(.text(#"{"type":"hello","cursor":0,"epoch":"\#(hello)"}"#))
+                    for try await message in inbound.messages(maxSize: 1 << 20) {
+                        guard case .text(let text) = message else { continue }
+                        replies.withLock { $0.append(text) }
+                        if text.contains(#""type":"welcome""#) { try await outbound.close(.normalClosure, reason: nil) }
+                    }
+                }
+                let texts = replies.withLock { $0 }
+                if refused {
+                    #expect(texts.count == 1 && texts[0].contains(#""code":"resync_required""#), "\(texts)")
+                    #expect(close?.closeCode == .policyViolation)
+                } else {
+                    #expect(texts.first?.contains(#""epoch":"\#(epoch)""#) == true, "the welcome carries the epoch: \(texts)")
+                }
+            }
         }
     }
 
