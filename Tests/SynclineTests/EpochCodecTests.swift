@@ -56,6 +56,8 @@ struct EpochCodecTests {
         let page = try BinaryCodec.decodePullPage(version1)
         #expect(page.epoch == nil && page.cursor == 3 && page.head == 3)
         #expect(try LiveMessage.decodeBinary([1, 3]) == .hello(cursor: 3))
+        // Tried: a third-party hello that spells "no epoch" as null.
+        #expect(try LiveMessage.decodeJSON(Array(#"{"type":"hello","cursor":3,"epoch":null}"#.utf8)) == .hello(cursor: 3))
     }
 
     @Test func badEpochsAreRefusedWithAClearError() throws {

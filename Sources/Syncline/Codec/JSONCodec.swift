@@ -243,9 +243,10 @@ struct JSONFields {
         }
     }
 
-    /// An optional epoch (absent from servers older than epochs); present, it must be 16 hex digits.
+    /// An optional epoch (absent, or `null`, from peers older than epochs or devices that know
+    /// none yet); present, it must be a string of 16 hex digits.
     func epoch(_ key: String) throws(SyncError) -> Epoch? {
-        guard let node = members[key] else { return nil }
+        guard let node = members[key], node != .null else { return nil }
         guard case .string(let text) = node else { throw wrongType(key, "a string of 16 hex digits", node) }
         do {
             return try Epoch(parsing: text)
