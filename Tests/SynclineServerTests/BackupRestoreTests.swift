@@ -1,6 +1,7 @@
 import Foundation
 import Syncline
 import SynclineNetwork
+import SynclineServer
 import SynclineTesting
 import Testing
 
@@ -159,5 +160,47 @@ struct BackupRestoreTests {
             #expect(try await device.pullEpoch() == epoch, "\(name) knows the new epoch")
             #expect(try await device.pullCursor() == page.head, "\(name) pulled to the head")
         }
+    }
+
+    /// The backup is one consistent snapshot while a writer keeps committing: every write is one
+    /// new record at the next seq, so a consistent copy holds exactly `head` records.
+    @Test func aBackupTakenWhileWritesContinueIsOneConsistentSnapshot() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("syncline-online-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }  // temporary files only
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let namespace = try Namespace("team")
+        let live = try SQLiteBackend(path: root + "/live.sqlite")
+        let heads = live.subscribe(namespace: namespace)  // before the first write, so none is missed
+        let writer = Task {
+            var number: UInt64 = 0
+            while !Task.isCancelled && number < 20_000 {
+                number += 1
+                let batch = ChangeBatch(changes: [Sample.change(number, record: "r\(number)", fields: ["n": .int(Int64(number))])])
+                _ = try await live.applyValidated(batch, namespace: namespace)
+            }
+            return number
+        }
+        // Wait until the writer is under way, then copy while it runs.
+        for await head in heads where head >= 200 { break }
+        let copied = await onOwnThread { Result { try SQLiteBackend.backup(databaseAt: root + "/live.sqlite", to: root + "/copy.sqlite") } }
+        let headAfterCopy = try await live.head(namespace: namespace)
+        writer.cancel()
+        let written = try await writer.value
+        try copied.get()
+        let copy = try SQLiteBackend(path: root + "/copy.sqlite")
+        let head = try await copy.head(namespace: namespace)
+        var count = 0
+        var position: UInt64 = 0
+        while true {
+            let page = try await copy.pull(
+                namespace: namespace, after: 0, from: position, limit: 1_000, collections: nil, epoch: nil, configuration: .init()
+            )
+            count += page.changes.count
+            guard page.hasMore else { break }
+            position = page.cursor
+        }
+        #expect(head >= 200 && head <= headAfterCopy, "the copy is a state the live database went through")
+        #expect(count == Int(head), "a consistent copy holds exactly its head's records (\(count) of \(head); \(written) written)")
+        #expect(try await copy.epoch(namespace: namespace) == (try await live.epoch(namespace: namespace)), "a backup keeps the epochs")
     }
 }
