@@ -78,14 +78,17 @@ public final class RESTTransport: SyncTransport {
         return try configuration.wire.decodePushResponse(answer)
     }
 
-    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
-        try await pull(after: cursor, from: position, limit: limit, collections: nil)
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
+        try await pull(after: cursor, from: position, limit: limit, collections: nil, epoch: epoch)
     }
 
-    /// A page of the given collections only (all when `nil`).
-    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?) async throws -> PullPage {
+    /// A page of the given collections only (all when `nil`), sending `epoch` when there is one.
+    public func pull(
+        after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?, epoch: Epoch? = nil
+    ) async throws -> PullPage {
         var path = "/changes?after=\(cursor)&from=\(position)&limit=\(limit)"
         if let collections { path += "&collections=" + collections.map(\.rawValue).sorted().joined(separator: ",") }
+        if let epoch { path += "&epoch=\(epoch)" }
         let answer = try await send(method: .GET, path: path, body: nil)
         return try configuration.wire.decodePullPage(answer)
     }

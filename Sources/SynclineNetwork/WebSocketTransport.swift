@@ -59,6 +59,8 @@ public final class WebSocketTransport: SyncTransport {
     private struct State {
         var outbound: WebSocketOutboundWriter?
         var cursor: UInt64?
+        /// The namespace epoch the cursor belongs to (sent with the hello).
+        var epoch: Epoch?
         var cursorKnown: [CheckedContinuation<Void, Never>] = []
         var nextBatch: UInt64 = 1
         var acks: [UInt64: CheckedContinuation<PushResponse, any Error>] = [:]
@@ -159,11 +161,12 @@ public final class WebSocketTransport: SyncTransport {
         }
     }
 
-    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
         let newestHead = heads.latest(namespace: namespace)
         let buffered = state.withLock { state -> PullPage? in
             if cursor == position {
                 state.cursor = cursor
+                state.epoch = epoch
                 for waiting in state.cursorKnown { waiting.resume() }
                 state.cursorKnown = []
             }
@@ -176,6 +179,8 @@ public final class WebSocketTransport: SyncTransport {
             guard
                 let index = state.pages.firstIndex(where: { page in
                     guard page.after == cursor && page.from == position else { return false }
+                    // A page of another epoch is left to the server's answer (410).
+                    if let epoch, let pageEpoch = page.page.epoch, pageEpoch != epoch { return false }
                     // Only a page as fresh as anything heard since (a newer commit, or this
                     // device's own acknowledged push) answers a pull: sync() means "up to now".
                     guard page.page.head >= (newestHead ?? 0) else { return false }
@@ -194,7 +199,7 @@ public final class WebSocketTransport: SyncTransport {
         }
         startIfNeeded()
         if let buffered { return buffered }
-        return try await rest.pull(after: cursor, from: position, limit: limit)
+        return try await rest.pull(after: cursor, from: position, limit: limit, epoch: epoch)
     }
 
     public func liveHeads() async -> AsyncStream<UInt64> {
@@ -259,8 +264,8 @@ public final class WebSocketTransport: SyncTransport {
         clientConfiguration.additionalHeaders[.authorization] = "Bearer \(token)"
         do {
             try await WebSocketClient.connect(url: liveURL, configuration: clientConfiguration, logger: logger) { inbound, outbound, _ in
-                let cursor = self.state.withLock { $0.cursor } ?? 0
-                try await self.send(.hello(cursor: cursor), on: outbound)
+                let (cursor, epoch) = self.state.withLock { ($0.cursor ?? 0, $0.epoch) }
+                try await self.send(.hello(cursor: cursor, epoch: epoch), on: outbound)
                 for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {
                     let decoded: LiveMessage
                     switch message {
@@ -272,7 +277,7 @@ public final class WebSocketTransport: SyncTransport {
                         decoded = try LiveMessage.decodeBinary(Array(buffer.readableBytesView))
                     }
                     switch decoded {
-                    case .welcome(let head, _):
+                    case .welcome(let head, _, _):
                         greeted.withLock { $0 = true }
                         self.connected(outbound, head: head)
                     case .ack(let number, let response):
@@ -284,6 +289,14 @@ public final class WebSocketTransport: SyncTransport {
                         if let batch {
                             self.resolveAck(batch, .failure(error))
                         } else {
+                            if error.code == .resyncRequired {
+                                // The hello's epoch is stale (the server was restored): the next
+                                // hello asks for a snapshot, which the reconciler's resync takes.
+                                self.state.withLock { state in
+                                    state.cursor = 0
+                                    state.epoch = nil
+                                }
+                            }
                             throw error  // the server closes after a connection-level error
                         }
                     case .hello, .push:

@@ -93,6 +93,30 @@ package final class SQLiteConnection {
 
     package var lastError: String { String(cString: sqlite3_errmsg(handle)) }
 
+    /// Copies this whole database into `destination` with SQLite's online backup API in one step:
+    /// one read transaction on this side, so the copy is one consistent snapshot while other
+    /// connections (other processes too) keep writing in WAL mode. A busy destination is retried
+    /// for up to about 10 s.
+    /// - Throws: ``SyncError`` `.storage` with SQLite's code when the copy fails.
+    package func backup(into destination: SQLiteConnection) throws(SyncError) {
+        guard let backup = sqlite3_backup_init(destination.handle, "main", handle, "main") else {
+            let code = sqlite3_errcode(destination.handle)
+            throw SyncError(.storage, "SQLite cannot start a backup: \(destination.lastError)", nativeCode: code)
+        }
+        var code = sqlite3_backup_step(backup, -1)
+        var attempts = 0
+        while (code == SQLITE_BUSY || code == SQLITE_LOCKED) && attempts < 200 {
+            sqlite3_sleep(50)
+            attempts += 1
+            code = sqlite3_backup_step(backup, -1)
+        }
+        let finished = sqlite3_backup_finish(backup)
+        guard code == SQLITE_DONE else {
+            throw SyncError(.storage, "SQLite backup failed: \(Self.name(of: code)) \(destination.lastError)", nativeCode: code)
+        }
+        try destination.check(finished, "finish the backup")
+    }
+
     /// Rows changed by the last statement.
     package var changes: Int32 { sqlite3_changes(handle) }
 

@@ -137,7 +137,8 @@ public struct RandomModel {
     public mutating func pullPage(max: Int = 6) -> PullPage {
         PullPage(
             changes: (0..<int(0...max)).map { _ in remoteChange() }, cursor: random.next() >> 8,
-            hasMore: chance(0.5), remaining: random.next() >> 30, head: random.next() >> 8
+            hasMore: chance(0.5), remaining: random.next() >> 30, head: random.next() >> 8,
+            epoch: chance(0.8) ? Epoch(rawValue: random.next()) : nil
         )
     }
 
@@ -151,7 +152,10 @@ public struct RandomModel {
                 return .rejected(id: eventID(), conflicts: Array(current.keys), current: current)
             }
         }
-        return PushResponse(results: results, head: random.next() >> 8, serverTime: random.next() >> 20)
+        return PushResponse(
+            results: results, head: random.next() >> 8, serverTime: random.next() >> 20,
+            epoch: chance(0.8) ? Epoch(rawValue: random.next()) : nil
+        )
     }
 }
 

@@ -78,7 +78,7 @@ struct GrowthSuite {
             var page: PullPage?
             let rate = try await measureAsync(operations: 1) {
                 page = try await backend.pull(
-                    namespace: namespace, after: cursor, from: cursor, limit: delta, collections: nil, configuration: .init()
+                    namespace: namespace, after: cursor, from: cursor, limit: delta, collections: nil, epoch: nil, configuration: .init()
                 )
             }
             guard let page, page.changes.count == delta else { throw SyncError(.invalidPage, "the delta pull returned \(page?.changes.count ?? 0) entries") }

@@ -7,17 +7,17 @@ import UnixSignals
 import Syncline
 import SynclineServer
 
-/// `syncline-server`: the reference sync server with the embedded SQLite backend.
+/// `syncline-server serve` (the default subcommand): the reference sync server with the embedded
+/// SQLite backend.
 ///
 /// ```
 /// syncline-server --host 127.0.0.1 --port 8080 --data ./syncline-data --tokens tokens.json
 /// syncline-server --dev-token secret:alice,team      # grant a token on the command line
 /// ```
-@main
 struct SynclineServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "syncline-server",
-        abstract: "The Syncline sync server (protocol v1: REST + live WebSocket) with an embedded SQLite backend."
+        commandName: "serve",
+        abstract: "Run the Syncline sync server (protocol v1: REST + live WebSocket) with an embedded SQLite backend."
     )
 
     @Option(help: "Address to listen on.")
@@ -76,9 +76,13 @@ struct SynclineServerCommand: AsyncParsableCommand {
             logger.warning("no tokens configured: every request will get 401 (use --tokens or --dev-token)")
         }
 
-        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        let path = URL(fileURLWithPath: data).appendingPathComponent("syncline.sqlite").path
-        let backend = try SQLiteBackend(path: path, configuration: .init(durability: durable ? .power : .app))
+        // Held while serving: `restore` and `restore-fence` refuse to touch a running server's data.
+        let directory = ServerDataDirectory(path: data)
+        let lock = try directory.lock()
+        defer { withExtendedLifetime(lock) {} }
+        let path = directory.databasePath
+        // Fences first when the database was put back from a backup (README "Backup and restore").
+        let backend = try await directory.openBackend(configuration: .init(durability: durable ? .power : .app), logger: logger)
         let configuration = SyncServerConfiguration(
             engine: .init(maxBatchChanges: maxBatch), tokens: store,
             rateLimit: rateLimit > 0 ? .init(perSecond: rateLimit, burst: rateLimit * 2) : nil,

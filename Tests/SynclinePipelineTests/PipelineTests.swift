@@ -314,10 +314,10 @@ final class HostileTransport: SyncTransport {
 
     func push(_ batch: ChangeBatch) async throws -> PushResponse { try await base.push(batch) }
 
-    func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+    func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
         if let failure = failure.withLock({ $0 }) { throw failure }
         if let page = next.withLock({ $0 }) { return page }
-        return try await base.pull(after: cursor, from: position, limit: limit)
+        return try await base.pull(after: cursor, from: position, limit: limit, epoch: epoch)
     }
 
     func liveHeads() async -> AsyncStream<UInt64> { await base.liveHeads() }
@@ -378,7 +378,7 @@ struct FailureClassificationTests {
             attempts.withLock { $0 += 1 }
             throw error
         }
-        func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+        func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
             PullPage(changes: [], cursor: cursor, hasMore: false, remaining: 0, head: cursor)
         }
         func liveHeads() async -> AsyncStream<UInt64> { AsyncStream { $0.finish() } }

@@ -31,7 +31,7 @@ final class NetworkSimulationServer: SimulationServer {
         var position: UInt64 = 0
         while true {
             let page = try await live.backend.pull(
-                namespace: namespace, after: 0, from: position, limit: 1_000, collections: [collection], configuration: .init()
+                namespace: namespace, after: 0, from: position, limit: 1_000, collections: [collection], epoch: nil, configuration: .init()
             )
             // A snapshot's later pages carry tombstones too: a deleted record is not live.
             for entry in page.changes where !entry.deleted { result[entry.record] = entry.fields.mapValues(\.value) }

@@ -18,17 +18,23 @@ struct ServerUnderTest: Sendable {
     let namespace: Namespace
     let backend: any ServerBackend
     let pushVia: @Sendable (ChangeBatch) async throws -> PushResponse
-    let pullVia: @Sendable (UInt64, UInt64, Int, Set<CollectionName>?) async throws -> PullPage
+    let pullVia: @Sendable (UInt64, UInt64, Int, Set<CollectionName>?, Epoch?) async throws -> PullPage
     let headsVia: @Sendable () async -> AsyncStream<UInt64>
+    /// The restore fence on the server behind (``InMemorySyncServer/fence()``, ``SQLiteBackend/fence()``).
+    let fenceVia: @Sendable () async throws -> Void
     /// The same server through the same kind of transport, in another namespace.
     let other: @Sendable (Namespace) async throws -> ServerUnderTest
 
     func push(_ changes: Change...) async throws -> [PushResult] { try await pushVia(ChangeBatch(changes: changes)).results }
     func push(_ batch: ChangeBatch) async throws -> PushResponse { try await pushVia(batch) }
 
-    func pull(after cursor: UInt64, from position: UInt64? = nil, limit: Int, collections: Set<CollectionName>? = nil) async throws -> PullPage {
-        try await pullVia(cursor, position ?? cursor, limit, collections)
+    func pull(
+        after cursor: UInt64, from position: UInt64? = nil, limit: Int, collections: Set<CollectionName>? = nil, epoch: Epoch? = nil
+    ) async throws -> PullPage {
+        try await pullVia(cursor, position ?? cursor, limit, collections, epoch)
     }
+
+    func fence() async throws { try await fenceVia() }
 
     func head() async throws -> UInt64 { try await backend.head(namespace: namespace) }
 
@@ -67,8 +73,9 @@ struct ServerUnderTest: Sendable {
         ServerUnderTest(
             namespace: namespace, backend: server,
             pushVia: { try await server.push($0, namespace: namespace) },
-            pullVia: { try await server.pull(namespace: namespace, after: $0, from: $1, limit: $2, collections: $3) },
+            pullVia: { try await server.pull(namespace: namespace, after: $0, from: $1, limit: $2, collections: $3, epoch: $4) },
             headsVia: { await server.subscribe(namespace: namespace) },
+            fenceVia: { await server.fence() },
             other: { inMemory(server, $0) }
         )
     }
@@ -93,8 +100,12 @@ struct ServerUnderTest: Sendable {
         return ServerUnderTest(
             namespace: namespace, backend: live.backend, pushVia: push,
             // Pulls with an exact limit go over REST (the socket's own pages are tested on their own).
-            pullVia: { try await rest.pull(after: $0, from: $1, limit: $2, collections: $3) },
+            pullVia: { try await rest.pull(after: $0, from: $1, limit: $2, collections: $3, epoch: $4) },
             headsVia: heads,
+            fenceVia: {
+                guard let sqlite = live.backend as? SQLiteBackend else { throw SyncError(.storage, "not a SQLite backend") }
+                _ = try await sqlite.fence()
+            },
             other: { try await overNetwork(live, kind, $0) }
         )
     }

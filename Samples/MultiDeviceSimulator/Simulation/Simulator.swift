@@ -21,8 +21,8 @@ final class MeasuringTransport: SyncTransport {
         return response
     }
 
-    func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
-        let page = try await base.pull(after: cursor, from: position, limit: limit)
+    func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
+        let page = try await base.pull(after: cursor, from: position, limit: limit, epoch: epoch)
         plain.withLock { $0 += BinaryCodec.encode(page).count }
         return page
     }

@@ -1,11 +1,15 @@
 /// The compact binary codec (`application/vnd.syncline+binary`).
 ///
-/// Every document starts with a 4-byte header: the magic `"SL"`, the format version (1) and the
-/// kind of document. Integers are LEB128 varints (zigzag for signed), lengths are varints checked
+/// Every document starts with a 4-byte header: the magic `"SL"`, the format version and the
+/// kind of document. Version 1 for every kind, except pull pages and push responses, written in
+/// version 2 (which adds the namespace's epoch); their readers accept both. Integers are LEB128 varints (zigzag for signed), lengths are varints checked
 /// against the remaining input, maps in the dictionary's order (readers never depend on it).
 public enum BinaryCodec {
     /// The format version this build writes and reads.
     public static let version: UInt8 = 1
+    /// The version of pull pages and push responses: 2 carries the namespace's epoch (a presence
+    /// byte, then 8 bytes); version 1 (without it) is still read.
+    public static let epochVersion: UInt8 = 2
     static let magic: (UInt8, UInt8) = (0x53, 0x4C)
 
     /// What a binary document holds.
@@ -41,7 +45,8 @@ public enum BinaryCodec {
     // MARK: Pull pages
 
     public static func encode(_ page: PullPage) -> [UInt8] {
-        var writer = header(.pullPage, capacity: 64 + page.changes.count * 96)
+        var writer = header(.pullPage, capacity: 64 + page.changes.count * 96, version: epochVersion)
+        writer.writeEpoch(page.epoch)
         writer.writeVarint(page.cursor)
         writer.writeByte(page.hasMore ? 1 : 0)
         writer.writeVarint(page.remaining)
@@ -53,7 +58,8 @@ public enum BinaryCodec {
 
     /// - Throws: ``SyncError`` `.malformedInput` or `.unsupportedVersion`.
     public static func decodePullPage(_ bytes: [UInt8]) throws(SyncError) -> PullPage {
-        var reader = try open(bytes, .pullPage)
+        var reader = try open(bytes, .pullPage, newest: epochVersion)
+        let epoch = bytes[2] >= epochVersion ? try reader.readEpoch() : nil
         let cursor = try reader.readVarint()
         let hasMore = try reader.readBool()
         let remaining = try reader.readVarint()
@@ -63,13 +69,14 @@ public enum BinaryCodec {
         changes.reserveCapacity(count)
         for _ in 0..<count { changes.append(try reader.readRemoteChange()) }
         try reader.expectEnd()
-        return PullPage(changes: changes, cursor: cursor, hasMore: hasMore, remaining: remaining, head: head)
+        return PullPage(changes: changes, cursor: cursor, hasMore: hasMore, remaining: remaining, head: head, epoch: epoch)
     }
 
     // MARK: Push responses
 
     public static func encode(_ response: PushResponse) -> [UInt8] {
-        var writer = header(.pushResponse, capacity: 32 + response.results.count * 64)
+        var writer = header(.pushResponse, capacity: 32 + response.results.count * 64, version: epochVersion)
+        writer.writeEpoch(response.epoch)
         writer.writeVarint(response.head)
         writer.writeVarint(response.serverTime)
         writer.writeVarint(UInt64(response.results.count))
@@ -98,7 +105,8 @@ public enum BinaryCodec {
 
     /// - Throws: ``SyncError`` `.malformedInput` or `.unsupportedVersion`.
     public static func decodePushResponse(_ bytes: [UInt8]) throws(SyncError) -> PushResponse {
-        var reader = try open(bytes, .pushResponse)
+        var reader = try open(bytes, .pushResponse, newest: epochVersion)
+        let epoch = bytes[2] >= epochVersion ? try reader.readEpoch() : nil
         let head = try reader.readVarint()
         let serverTime = try reader.readVarint()
         let count = try reader.readLength(minimumElementSize: 18, what: "result list")
@@ -129,7 +137,7 @@ public enum BinaryCodec {
             }
         }
         try reader.expectEnd()
-        return PushResponse(results: results, head: head, serverTime: serverTime)
+        return PushResponse(results: results, head: head, serverTime: serverTime, epoch: epoch)
     }
 
     // MARK: Store documents
@@ -244,7 +252,7 @@ public enum BinaryCodec {
 
     // MARK: Header
 
-    static func header(_ kind: Kind, capacity: Int) -> BinaryWriter {
+    static func header(_ kind: Kind, capacity: Int, version: UInt8 = version) -> BinaryWriter {
         var writer = BinaryWriter(capacity: capacity)
         writer.writeByte(magic.0)
         writer.writeByte(magic.1)
@@ -253,12 +261,15 @@ public enum BinaryCodec {
         return writer
     }
 
-    static func open(_ bytes: [UInt8], _ kind: Kind) throws(SyncError) -> BinaryReader {
+    /// Checks the header: a `kind` document in a version from 1 to `newest`.
+    static func open(_ bytes: [UInt8], _ kind: Kind, newest: UInt8 = version) throws(SyncError) -> BinaryReader {
         guard bytes.count >= 4, bytes[0] == magic.0, bytes[1] == magic.1 else {
             throw SyncError.malformed("not a Syncline binary document (bad magic)")
         }
-        guard bytes[2] == version else {
-            throw SyncError(.unsupportedVersion, "binary format version \(bytes[2]) is not supported (this build reads \(version))")
+        guard bytes[2] >= 1 && bytes[2] <= newest else {
+            throw SyncError(
+                .unsupportedVersion, "binary format version \(bytes[2]) of a \(kind) is not supported (this build reads 1 to \(newest))"
+            )
         }
         guard bytes[3] == kind.rawValue else {
             throw SyncError.malformed("expected a \(kind) document, found kind \(bytes[3])")
@@ -268,6 +279,13 @@ public enum BinaryCodec {
 }
 
 extension BinaryWriter {
+    /// An optional epoch: a presence byte (0 or 1), then 8 bytes.
+    mutating func writeEpoch(_ epoch: Epoch?) {
+        guard let epoch else { return writeByte(0) }
+        writeByte(1)
+        writeFixed64(epoch.rawValue)
+    }
+
     public mutating func write(_ change: Change) {
         writeChangeHeader(change)
         if change.operation == .upsert { writeFields(change.fields) { $0.write($1) } }
@@ -299,6 +317,16 @@ extension BinaryWriter {
 }
 
 extension BinaryReader {
+    /// Reads what ``BinaryWriter/writeEpoch(_:)`` wrote.
+    /// - Throws: ``SyncError`` `.malformedInput` for a presence byte other than 0 or 1.
+    mutating func readEpoch() throws(SyncError) -> Epoch? {
+        switch try readByte() {
+        case 0: return nil
+        case 1: return Epoch(rawValue: try readFixed64())
+        case let other: throw SyncError.malformed("epoch presence byte \(other) is neither 0 nor 1")
+        }
+    }
+
     public mutating func readChange() throws(SyncError) -> Change {
         let id = try readEventID()
         let collection = try readCollection()

@@ -45,6 +45,7 @@ public enum JSONCodec {
         try writer.array(page.changes) { writer, change throws(SyncError) in try writer.remoteChange(change) }
         writer.raw(",\"cursor\":")
         writer.integer(page.cursor)
+        writer.epoch(page.epoch)
         writer.raw(",\"hasMore\":")
         writer.bool(page.hasMore)
         writer.raw(",\"head\":")
@@ -62,7 +63,7 @@ public enum JSONCodec {
         }
         return PullPage(
             changes: changes, cursor: try root.unsigned("cursor"), hasMore: try root.bool("hasMore"),
-            remaining: try root.unsigned("remaining"), head: try root.unsigned("head")
+            remaining: try root.unsigned("remaining"), head: try root.unsigned("head"), epoch: try root.epoch("epoch")
         )
     }
 
@@ -70,7 +71,13 @@ public enum JSONCodec {
 
     public static func encode(_ response: PushResponse) throws(SyncError) -> [UInt8] {
         var writer = JSONWriter(capacity: 64 + response.results.count * 128)
-        writer.raw("{\"head\":")
+        writer.raw("{")
+        if let epoch = response.epoch {
+            writer.raw("\"epoch\":")
+            writer.string(epoch.description)
+            writer.raw(",")
+        }
+        writer.raw("\"head\":")
         writer.integer(response.head)
         writer.raw(",\"results\":")
         try writer.array(response.results) { writer, result throws(SyncError) in
@@ -126,11 +133,20 @@ public enum JSONCodec {
                 throw SyncError.malformed("results[\(index)].status \(NameRules.quote(other)) is not applied, duplicate or rejected")
             }
         }
-        return PushResponse(results: results, head: try root.unsigned("head"), serverTime: try root.unsigned("serverTime"))
+        return PushResponse(
+            results: results, head: try root.unsigned("head"), serverTime: try root.unsigned("serverTime"), epoch: try root.epoch("epoch")
+        )
     }
 }
 
 extension JSONWriter {
+    /// `,"epoch":"<hex16>"` when there is one.
+    mutating func epoch(_ epoch: Epoch?) {
+        guard let epoch else { return }
+        raw(",\"epoch\":")
+        string(epoch.description)
+    }
+
     mutating func change(_ change: Change) throws(SyncError) {
         raw("{\"base\":")
         integer(change.base)
@@ -224,6 +240,18 @@ struct JSONFields {
         case .int(let number) where number >= 0: return UInt64(number)
         case .unsigned(let number): return number
         default: throw wrongType(key, "a non-negative integer", node)
+        }
+    }
+
+    /// An optional epoch (absent, or `null`, from peers older than epochs or devices that know
+    /// none yet); present, it must be a string of 16 hex digits.
+    func epoch(_ key: String) throws(SyncError) -> Epoch? {
+        guard let node = members[key], node != .null else { return nil }
+        guard case .string(let text) = node else { throw wrongType(key, "a string of 16 hex digits", node) }
+        do {
+            return try Epoch(parsing: text)
+        } catch {
+            throw SyncError.malformed("\(path).\(key): \(error.message)")
         }
     }
 

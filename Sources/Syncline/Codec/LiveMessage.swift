@@ -1,18 +1,22 @@
 /// A message on the live WebSocket (`/v1/ns/{ns}/live`, DESIGN §5).
 ///
-/// Text frames carry JSON: `{"type": "hello", "cursor": 40}`, `{"type": "welcome", "head": 42,
-/// "serverTime": …}`, `{"type": "push", "batch": 7, "changes": […]}`, `{"type": "ack", "batch": 7,
+/// Text frames carry JSON: `{"type": "hello", "cursor": 40, "epoch": "9f1c2a7b3d4e5f60"}`,
+/// `{"type": "welcome", "head": 42, "serverTime": …, "epoch": "9f1c2a7b3d4e5f60"}`, `{"type": "push", "batch": 7, "changes": […]}`, `{"type": "ack", "batch": 7,
 /// "results": […], "head": 43, "serverTime": …}`, `{"type": "changes", "after": 42, "from": 42, "changes": […],
 /// "cursor": 43, "hasMore": false, "remaining": 0, "head": 43}`, `{"type": "error", "code": …,
 /// "message": …}`. Binary frames carry the same in the binary codec: one kind byte, a varint (the
 /// cursor, batch number or `after`), then the body.
 ///
 /// `after` and `from` on `changes` (an extension of DESIGN §5.1) are the cursor and position the
-/// page was read with (see ``InMemorySyncServer/pull(namespace:after:from:limit:collections:)``),
+/// page was read with (see ``InMemorySyncServer/pull(namespace:after:from:limit:collections:epoch:)``),
 /// so a device applies a page only when it continues exactly where it is.
+///
+/// `epoch` (see ``Epoch``) is optional in `hello` (a device that has none yet, or an older one, is
+/// served from its cursor and learns the epoch from the `welcome`); in binary frames it follows the
+/// hello's cursor and the welcome's server time as 8 bytes, or is absent.
 public enum LiveMessage: Sendable, Hashable {
-    case hello(cursor: UInt64)
-    case welcome(head: UInt64, serverTime: UInt64)
+    case hello(cursor: UInt64, epoch: Epoch? = nil)
+    case welcome(head: UInt64, serverTime: UInt64, epoch: Epoch? = nil)
     case push(batch: UInt64, ChangeBatch)
     case ack(batch: UInt64, PushResponse)
     case changes(after: UInt64, from: UInt64, PullPage)
@@ -27,15 +31,17 @@ public enum LiveMessage: Sendable, Hashable {
     public func encodeJSON() throws(SyncError) -> [UInt8] {
         var writer = JSONWriter()
         switch self {
-        case .hello(let cursor):
+        case .hello(let cursor, let epoch):
             writer.raw("{\"type\":\"hello\",\"cursor\":")
             writer.integer(cursor)
+            writer.epoch(epoch)
             writer.raw("}")
-        case .welcome(let head, let serverTime):
+        case .welcome(let head, let serverTime, let epoch):
             writer.raw("{\"type\":\"welcome\",\"head\":")
             writer.integer(head)
             writer.raw(",\"serverTime\":")
             writer.integer(serverTime)
+            writer.epoch(epoch)
             writer.raw("}")
         case .push(let batch, let changes):
             writer.raw("{\"type\":\"push\",\"batch\":")
@@ -72,8 +78,9 @@ public enum LiveMessage: Sendable, Hashable {
     public static func decodeJSON(_ bytes: [UInt8]) throws(SyncError) -> LiveMessage {
         let root = try JSONFields(JSONReader.parse(bytes), path: "message")
         switch try root.string("type") {
-        case "hello": return .hello(cursor: try root.unsigned("cursor"))
-        case "welcome": return .welcome(head: try root.unsigned("head"), serverTime: try root.unsigned("serverTime"))
+        case "hello": return .hello(cursor: try root.unsigned("cursor"), epoch: try root.epoch("epoch"))
+        case "welcome":
+            return .welcome(head: try root.unsigned("head"), serverTime: try root.unsigned("serverTime"), epoch: try root.epoch("epoch"))
         // The bodies' own decoders ignore the envelope's keys (unknown keys are ignored).
         case "push": return .push(batch: try root.unsigned("batch"), try JSONCodec.decodeChangeBatch(bytes))
         case "ack": return .ack(batch: try root.unsigned("batch"), try JSONCodec.decodePushResponse(bytes))
@@ -94,13 +101,15 @@ public enum LiveMessage: Sendable, Hashable {
     public func encodeBinary() -> [UInt8] {
         var writer = BinaryWriter()
         switch self {
-        case .hello(let cursor):
+        case .hello(let cursor, let epoch):
             writer.writeByte(Kind.hello.rawValue)
             writer.writeVarint(cursor)
-        case .welcome(let head, let serverTime):
+            if let epoch { writer.writeFixed64(epoch.rawValue) }
+        case .welcome(let head, let serverTime, let epoch):
             writer.writeByte(Kind.welcome.rawValue)
             writer.writeVarint(head)
             writer.writeVarint(serverTime)
+            if let epoch { writer.writeFixed64(epoch.rawValue) }
         case .push(let batch, let changes):
             writer.writeByte(Kind.push.rawValue)
             writer.writeVarint(batch)
@@ -133,12 +142,12 @@ public enum LiveMessage: Sendable, Hashable {
         let body = Array(bytes[reader.offset...])
         switch kind {
         case .hello:
-            guard reader.isAtEnd else { throw SyncError.malformed("hello has \(reader.remaining) bytes too many") }
-            return .hello(cursor: number)
+            let epoch = try Self.readTrailingEpoch(&reader, in: "hello")
+            return .hello(cursor: number, epoch: epoch)
         case .welcome:
             let serverTime = try reader.readVarint()
-            guard reader.isAtEnd else { throw SyncError.malformed("welcome has \(reader.remaining) bytes too many") }
-            return .welcome(head: number, serverTime: serverTime)
+            let epoch = try Self.readTrailingEpoch(&reader, in: "welcome")
+            return .welcome(head: number, serverTime: serverTime, epoch: epoch)
         case .push: return .push(batch: number, try BinaryCodec.decodeChangeBatch(body))
         case .ack: return .ack(batch: number, try BinaryCodec.decodePushResponse(body))
         case .changes: return .changes(after: number, from: from, try BinaryCodec.decodePullPage(body))
@@ -146,6 +155,15 @@ public enum LiveMessage: Sendable, Hashable {
             let code = try reader.readString()
             let message = try reader.readString()
             return .error(code: code, message: message, batch: number == 0 ? nil : number - 1)
+        }
+    }
+
+    /// Nothing (no epoch) or exactly 8 bytes (the epoch) at the end of a hello or welcome.
+    private static func readTrailingEpoch(_ reader: inout BinaryReader, in what: String) throws(SyncError) -> Epoch? {
+        switch reader.remaining {
+        case 0: return nil
+        case 8: return Epoch(rawValue: try reader.readFixed64())
+        case let count: throw SyncError.malformed("\(what) ends with \(count) bytes; expected none or an 8-byte epoch")
         }
     }
 }

@@ -48,13 +48,17 @@ public struct PullPage: Hashable, Sendable {
     public var remaining: UInt64
     /// The namespace's head seq when the page was read.
     public var head: UInt64
+    /// The namespace's ``Epoch``: the device keeps it with its cursor and sends it with its next
+    /// pull. `nil` only from a server older than epochs.
+    public var epoch: Epoch?
 
-    public init(changes: [RemoteChange], cursor: UInt64, hasMore: Bool, remaining: UInt64, head: UInt64) {
+    public init(changes: [RemoteChange], cursor: UInt64, hasMore: Bool, remaining: UInt64, head: UInt64, epoch: Epoch? = nil) {
         self.changes = changes
         self.cursor = cursor
         self.hasMore = hasMore
         self.remaining = remaining
         self.head = head
+        self.epoch = epoch
     }
 }
 
@@ -82,10 +86,13 @@ public struct PushResponse: Hashable, Sendable {
     public var head: UInt64
     /// Server time in Unix milliseconds.
     public var serverTime: UInt64
+    /// The namespace's ``Epoch`` (the seqs above belong to it). `nil` only from a server older than epochs.
+    public var epoch: Epoch?
 
-    public init(results: [PushResult], head: UInt64, serverTime: UInt64) {
+    public init(results: [PushResult], head: UInt64, serverTime: UInt64, epoch: Epoch? = nil) {
         self.results = results
         self.head = head
         self.serverTime = serverTime
+        self.epoch = epoch
     }
 }

@@ -128,8 +128,8 @@ public final class FaultInjectingTransport: SyncTransport {
         try await plan.push { try await base.push(batch) }
     }
 
-    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
-        try await plan.pull { try await base.pull(after: cursor, from: position, limit: limit) }
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
+        try await plan.pull { try await base.pull(after: cursor, from: position, limit: limit, epoch: epoch) }
     }
 
     public func liveHeads() async -> AsyncStream<UInt64> { await base.liveHeads() }

@@ -46,8 +46,8 @@ public final class InMemoryTransport: SyncTransport {
         try await plan.push { try await exchange(batch) }
     }
 
-    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
-        try await plan.pull { try await fetch(after: cursor, from: position, limit: limit) }
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
+        try await plan.pull { try await fetch(after: cursor, from: position, limit: limit, epoch: epoch) }
     }
 
     public func liveHeads() async -> AsyncStream<UInt64> {
@@ -64,8 +64,8 @@ public final class InMemoryTransport: SyncTransport {
         return try wire.decodePushResponse(response)
     }
 
-    private func fetch(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
-        let page = try await server.pull(namespace: namespace, after: cursor, from: position, limit: limit)
+    private func fetch(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
+        let page = try await server.pull(namespace: namespace, after: cursor, from: position, limit: limit, epoch: epoch)
         guard let wire else { return page }
         let body = try wire.encode(page)
         count(received: body.bytes.count)

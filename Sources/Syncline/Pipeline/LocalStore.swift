@@ -178,6 +178,11 @@ package actor LocalStore {
 
     package func pullCursor() throws -> UInt64 { try store.read { tx in try tx.pullCursor() } }
 
+    /// The pull cursor with the namespace epoch it belongs to, read together.
+    package func pullPosition() throws -> (cursor: UInt64, epoch: Epoch?) {
+        try store.read { tx in (try tx.pullCursor(), try tx.pullEpoch()) }
+    }
+
     package func conflicts() throws -> [StoredConflict] { try store.read { tx in try tx.conflicts() } }
 
     // MARK: Outbox
@@ -348,6 +353,10 @@ package actor LocalStore {
     /// - Parameter snapshot: for a pull from 0, every key the snapshot's pages held; with the last
     ///   page, confirmed records the snapshot did not hold are gone on the server (deleted, and
     ///   their tombstones purged) and lose their confirmed fields, in the same transaction.
+    ///
+    /// A pull from 0 carries whole records: each entry replaces the record's confirmed fields and
+    /// seq (after a restore the device may hold newer seqs than the server; pending local writes
+    /// are kept). The last page stores the cursor with the page's epoch.
     package func applyPage(
         _ page: PullPage, after cursor: UInt64, from position: UInt64, snapshot: Set<RecordKey>? = nil
     ) throws -> [RecordKey] {
@@ -382,13 +391,13 @@ package actor LocalStore {
                     record.fields = [:]
                     record.tombstone = change.hlc ?? .zero
                 } else {
-                    if change.reset { record.fields = [:] }
+                    if change.reset || cursor == 0 { record.fields = [:] }
                     for (name, state) in change.fields where state.seq >= (record.fields[name]?.seq ?? 0) {
                         record.fields[name] = state
                     }
                     record.tombstone = nil
                 }
-                record.seq = max(record.seq, change.seq)
+                record.seq = cursor == 0 ? change.seq : max(record.seq, change.seq)
                 try tx.putRecord(record)
             }
             var gone: [RecordKey] = []
@@ -400,7 +409,10 @@ package actor LocalStore {
                     gone.append(record.key)
                 }
             }
-            if !page.hasMore { try tx.setPullCursor(page.cursor) }
+            if !page.hasMore {
+                try tx.setPullCursor(page.cursor)
+                if let epoch = page.epoch { try tx.setPullEpoch(epoch) }
+            }
             try tx.setDeviceMetadata(device)
             return gone
         }
@@ -408,9 +420,13 @@ package actor LocalStore {
         return page.changes.map { RecordKey(collection: $0.collection, id: $0.record) } + gone
     }
 
-    /// Forgets the cursor so the next pull starts from a snapshot (after a `resyncRequired`).
+    /// Forgets the cursor and its epoch so the next pull starts from a snapshot (after a
+    /// `resyncRequired`). Records and the outbox are kept: unsent changes still go out.
     package func resetCursor() throws {
-        try store.write { tx in try tx.setPullCursor(0) }
+        try store.write { tx in
+            try tx.setPullCursor(0)
+            try tx.setPullEpoch(nil)
+        }
     }
 
     // MARK: Dead letters

@@ -134,7 +134,7 @@ package actor Reconciler {
     package func pullAll(stats: inout SyncStats) async throws {
         var done = 0
         var resyncs = 0
-        var cursor = try await local.pullCursor()
+        var (cursor, epoch) = try await local.pullPosition()
         var position = cursor
         // A pull from 0 is a snapshot: the keys it holds tell which local records are gone.
         var snapshot: Set<RecordKey>? = cursor == 0 ? [] : nil
@@ -142,12 +142,19 @@ package actor Reconciler {
             let page: PullPage
             let trafficBefore = transport.traffic
             do {
-                page = try await transport.pull(after: cursor, from: position, limit: pageSize)
+                page = try await transport.pull(after: cursor, from: position, limit: pageSize, epoch: epoch)
+                if let known = epoch, let current = page.epoch {
+                    // A server (or a buffered live page) that does not check the epoch itself.
+                    try ServerEngine.checkEpoch(known, current: current)
+                }
             } catch let error as SyncError where error.code == .resyncRequired && resyncs == 0 {
+                // The cursor is older than the tombstone horizon, or belongs to another epoch (the
+                // server was restored from a backup): resync from a snapshot, keeping the outbox.
                 resyncs += 1
                 try await local.resetCursor()
                 cursor = 0
                 position = 0
+                epoch = nil
                 snapshot = []
                 continue
             } catch {
@@ -177,6 +184,7 @@ package actor Reconciler {
             bus.emit(.pullProgress(done: done, total: done + Int(clamping: page.remaining)))
             if !keys.isEmpty { bus.emit(.recordsChanged(keys, origin: .remote)) }
             if !page.hasMore { return }
+            epoch = epoch ?? page.epoch  // the rest of the pull stays in the first page's epoch
             position = page.cursor
         }
     }

@@ -357,6 +357,10 @@ public final class SyncClient: Sendable {
     /// The server seq up to which remote changes were applied (0 before the first pull).
     public func pullCursor() async throws -> UInt64 { try await local.pullCursor() }
 
+    /// The server's namespace epoch the cursor belongs to (`nil` before the first pull that told
+    /// it). It changes when the server was restored from a backup and the device resynced.
+    public func pullEpoch() async throws -> Epoch? { try await local.pullPosition().epoch }
+
     // MARK: Dead letters
 
     /// Changes the server refused for good (too large, invalid), set aside so the rest keep

@@ -8,8 +8,10 @@
 public protocol SyncTransport: Sendable {
     func push(_ batch: ChangeBatch) async throws -> PushResponse
     /// A page of remote changes: records changed after `cursor`, starting past `position`
-    /// (where the previous page of the same pull ended; `cursor` for the first page).
-    func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage
+    /// (where the previous page of the same pull ended; `cursor` for the first page). `epoch` is
+    /// the namespace epoch the cursor belongs to (`nil` before the device knows one); a server
+    /// whose epoch differs answers `.resyncRequired`.
+    func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage
     /// The server's head after every commit, for live updates; a transport without a live channel
     /// returns a stream that finishes at once.
     func liveHeads() async -> AsyncStream<UInt64>
@@ -20,4 +22,9 @@ public protocol SyncTransport: Sendable {
 
 extension SyncTransport {
     public var traffic: TransportTraffic? { nil }
+
+    /// A pull that sends no epoch (served from `cursor` whatever the namespace's epoch is).
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {
+        try await pull(after: cursor, from: position, limit: limit, epoch: nil)
+    }
 }

@@ -43,6 +43,8 @@ public actor InMemorySyncServer {
     public let configuration: Configuration
     private var namespaces: [Namespace: NamespaceState] = [:]
     private let heads = HeadBroadcaster()
+    /// The epoch of namespaces not written yet; a namespace takes it when it is first written.
+    private var defaultEpoch = Epoch.random()
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -59,7 +61,7 @@ public actor InMemorySyncServer {
         let serverTime = configuration.clock()
         try ServerEngine.validate(batch, configuration: configuration.engine, serverTime: serverTime)
         let outcome = try applyValidated(batch, namespace: namespace)
-        return PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime)
+        return PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime, epoch: outcome.epoch)
     }
 
     /// Applies a batch that passed ``ServerEngine/validate(_:configuration:serverTime:)`` (a
@@ -67,7 +69,7 @@ public actor InMemorySyncServer {
     public func applyValidated(_ batch: ChangeBatch, namespace: Namespace) throws(SyncError) -> ServerEngine.PushOutcome {
         // Taken out of the table while it changes, so the change is made in place, not on a copy
         // of the whole namespace.
-        var state = namespaces.removeValue(forKey: namespace) ?? NamespaceState(window: configuration.idempotencyWindow)
+        var state = namespaces.removeValue(forKey: namespace) ?? newNamespace()
         defer { namespaces[namespace] = state }
         let outcome: ServerEngine.PushOutcome
         do {
@@ -86,17 +88,19 @@ public actor InMemorySyncServer {
 
     // MARK: Pull
 
-    /// Records changed after `cursor`, coalesced: see ``ServerEngine/pull(from:after:from:limit:collections:configuration:)``.
-    /// - Throws: ``SyncError`` `.resyncRequired` when `cursor` is older than the tombstone horizon,
-    ///   `.invalidCursor` when it or `position` is beyond the head, or `position` is before `cursor`.
+    /// Records changed after `cursor`, coalesced: see ``ServerEngine/pull(from:after:from:limit:collections:epoch:configuration:)``.
+    /// - Throws: ``SyncError`` `.resyncRequired` when `epoch` is not the namespace's or `cursor` is
+    ///   older than the tombstone horizon, `.invalidCursor` when it or `position` is beyond the head,
+    ///   or `position` is before `cursor`.
     public func pull(
         namespace: Namespace, after cursor: UInt64, from position: UInt64? = nil, limit: Int,
-        collections: Set<CollectionName>? = nil
+        collections: Set<CollectionName>? = nil, epoch: Epoch? = nil
     ) throws(SyncError) -> PullPage {
-        let state = namespaces[namespace] ?? NamespaceState(window: configuration.idempotencyWindow)
+        let state = namespaces[namespace] ?? newNamespace()
         do {
             return try ServerEngine.pull(
-                from: state, after: cursor, from: position, limit: limit, collections: collections, configuration: configuration.engine
+                from: state, after: cursor, from: position, limit: limit, collections: collections, epoch: epoch,
+                configuration: configuration.engine
             )
         } catch let error as SyncError {
             throw error
@@ -120,6 +124,26 @@ public actor InMemorySyncServer {
 
     /// The namespace's head seq.
     public func head(namespace: Namespace) -> UInt64 { namespaces[namespace]?.head ?? 0 }
+
+    /// The namespace's epoch.
+    public func epoch(namespace: Namespace) -> Epoch { namespaces[namespace]?.namespaceEpoch ?? defaultEpoch }
+
+    /// The restore fence (what `syncline-server restore-fence` does to a database): every namespace
+    /// gets a new epoch and its head moves past any seq a device could have seen
+    /// (``ServerEngine/fence(head:horizon:)``); namespaces not written yet get a new epoch too.
+    public func fence() {
+        defaultEpoch = Epoch.random()
+        for (name, var state) in namespaces {
+            (state.head, state.horizon) = ServerEngine.fence(head: state.head, horizon: state.horizon)
+            state.namespaceEpoch = Epoch.random()
+            namespaces[name] = state
+            heads.publish(state.head, namespace: name)
+        }
+    }
+
+    private func newNamespace() -> NamespaceState {
+        NamespaceState(window: configuration.idempotencyWindow, epoch: defaultEpoch)
+    }
 
     /// Every record the namespace holds, deleted ones included, by key.
     public func records(namespace: Namespace) -> [RecordKey: ServerRecord] { namespaces[namespace]?.records ?? [:] }
@@ -146,6 +170,7 @@ public actor InMemorySyncServer {
 /// One namespace's data.
 private struct NamespaceState: ServerNamespaceWriter, ServerNamespaceReader {
     var head: UInt64 = 0
+    var namespaceEpoch: Epoch
     var horizon: UInt64 = 0
     var records: [RecordKey: ServerRecord] = [:]
     /// Each record at its latest seq only; `seqOrder` lists those seqs ascending (stale ones are
@@ -160,11 +185,16 @@ private struct NamespaceState: ServerNamespaceWriter, ServerNamespaceReader {
     var applications: [EventID: Int] = [:]
     var losses: [EventID: [String]] = [:]
 
-    init(window: Int) { self.window = window }
+    init(window: Int, epoch: Epoch) {
+        self.window = window
+        self.namespaceEpoch = epoch
+    }
 
     // MARK: ServerNamespaceWriter
 
     func currentHead() -> UInt64 { head }
+
+    func epoch() -> Epoch { namespaceEpoch }
 
     func applied(_ id: EventID) -> ServerEngine.AppliedChange? { applied[id] }
 

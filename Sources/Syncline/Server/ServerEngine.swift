@@ -32,10 +32,31 @@ public enum ServerEngine {
         }
     }
 
+    /// How far a restore fence moves a namespace's head: 2^32 seqs, more than a namespace can
+    /// plausibly have been written between a backup and its restore, so every seq a device could
+    /// have seen before the restore is below the new head (see ``fence(head:horizon:)``).
+    public static let fenceGap: UInt64 = 1 << 32
+
+    /// A namespace's head and tombstone horizon after a restore fence (its epoch is replaced too).
+    ///
+    /// The new epoch alone makes every device that sends its epoch resync. The head moves as well so
+    /// that (1) every later write gets a seq above any seq a device holds from before the restore:
+    /// a pending change's `base` from then is still compared correctly (a write after the restore
+    /// is concurrent to it), and (2) the horizon can be set to the new head, so a device that sends
+    /// no epoch (an older client) but a cursor from before the restore gets `410 resync_required`
+    /// too instead of skipping writes.
+    public static func fence(head: UInt64, horizon: UInt64) -> (head: UInt64, horizon: UInt64) {
+        let moved = head.addingReportingOverflow(fenceGap)
+        let newHead = moved.overflow ? UInt64(Int64.max) : min(moved.partialValue, UInt64(Int64.max))
+        return (newHead, max(horizon, newHead))
+    }
+
     /// What one push did, change by change (for bookkeeping and metrics).
     public struct PushOutcome: Sendable {
         public var results: [PushResult]
         public var head: UInt64
+        /// The namespace's epoch the seqs belong to.
+        public var epoch: Epoch
         /// Event ids applied by this push (not duplicates), with the fields on which each lost.
         public var applied: [(id: EventID, lost: [String])]
         /// Event ids rejected, with the concurrent fields.
@@ -70,7 +91,7 @@ public enum ServerEngine {
     public static func push(_ batch: ChangeBatch, into namespace: inout some ServerNamespaceWriter) throws -> PushOutcome {
         var head = try namespace.currentHead()
         let headBefore = head
-        var outcome = PushOutcome(results: [], head: head, applied: [], rejected: [])
+        var outcome = PushOutcome(results: [], head: head, epoch: try namespace.epoch(), applied: [], rejected: [])
         outcome.results.reserveCapacity(batch.changes.count)
         for change in batch.changes {
             if let original = try namespace.applied(change.id) {
@@ -106,12 +127,19 @@ public enum ServerEngine {
     /// set to the page's `cursor`; the last page's `cursor` is the new `after`. Keeping `after`
     /// fixed for the whole pull is what makes paging safe: a record written again while the device
     /// pages moves past the position and comes later with every field written after `after`.
-    /// - Throws: ``SyncError`` `.resyncRequired` when `cursor` is older than the tombstone horizon,
-    ///   `.invalidCursor` when it or `position` is beyond the head, or `position` is before `cursor`.
+    ///
+    /// `epoch` is the one the device knows: another than the namespace's means its cursor belongs
+    /// to a timeline the server no longer has (it was restored from a backup); `nil` (a first pull,
+    /// an older client) is served as it is.
+    /// - Throws: ``SyncError`` `.resyncRequired` when `epoch` is not the namespace's or `cursor` is
+    ///   older than the tombstone horizon, `.invalidCursor` when it or `position` is beyond the head,
+    ///   or `position` is before `cursor`.
     public static func pull(
         from namespace: some ServerNamespaceReader, after cursor: UInt64, from position: UInt64? = nil, limit: Int,
-        collections: Set<CollectionName>? = nil, configuration: Configuration
+        collections: Set<CollectionName>? = nil, epoch: Epoch? = nil, configuration: Configuration
     ) throws -> PullPage {
+        let current = try namespace.epoch()
+        try checkEpoch(epoch, current: current)
         let head = try namespace.currentHead()
         let position = position ?? cursor
         guard cursor <= head, position <= head, position >= cursor else {
@@ -138,14 +166,25 @@ public enum ServerEngine {
         // With nothing left, the cursor moves to the head so an idle device does not rescan.
         return PullPage(
             changes: records.map { $0.remoteChange(after: cursor) }, cursor: hasMore ? last : head, hasMore: hasMore,
-            remaining: remaining, head: head
+            remaining: remaining, head: head, epoch: current
         )
+    }
+
+    /// - Throws: ``SyncError`` `.resyncRequired` when the device's epoch is not the namespace's.
+    public static func checkEpoch(_ known: Epoch?, current: Epoch) throws(SyncError) {
+        if let known, known != current {
+            throw SyncError(
+                .resyncRequired,
+                "epoch \(known) is not the namespace's epoch \(current) (the server was restored from a backup): pull again from 0"
+            )
+        }
     }
 }
 
 /// One namespace inside a backend's write transaction: what ``ServerEngine/push(_:into:)`` needs.
 public protocol ServerNamespaceWriter {
     func currentHead() throws -> UInt64
+    func epoch() throws -> Epoch
     /// The remembered result of an event id still inside the idempotency window.
     func applied(_ id: EventID) throws -> ServerEngine.AppliedChange?
     func record(_ key: RecordKey) throws -> ServerRecord?
@@ -155,9 +194,11 @@ public protocol ServerNamespaceWriter {
     mutating func setHead(_ head: UInt64) throws
 }
 
-/// One namespace as ``ServerEngine/pull(from:after:from:limit:collections:configuration:)`` reads it.
+/// One namespace as ``ServerEngine/pull(from:after:from:limit:collections:epoch:configuration:)`` reads it.
 public protocol ServerNamespaceReader {
     func currentHead() throws -> UInt64
+    /// The namespace's epoch (a namespace never written has the server's current default one).
+    func epoch() throws -> Epoch
     /// Cursors older than this must resync from 0 (tombstones before it are gone).
     func tombstoneHorizon() throws -> UInt64
     /// Records whose latest seq is after `position`, ascending by seq, at most `limit`.

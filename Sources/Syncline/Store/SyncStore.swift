@@ -199,6 +199,15 @@ extension StoreWriter {
         try setMetadata(MetadataName.cursor, writer.bytes)
     }
 
+    /// Stores the namespace epoch the pull cursor belongs to (`nil` forgets it); written in the
+    /// same transaction as the cursor.
+    public func setPullEpoch(_ epoch: Epoch?) throws {
+        guard let epoch else { return try setMetadata(MetadataName.epoch, nil) }
+        var writer = BinaryWriter(capacity: 8)
+        writer.writeFixed64(epoch.rawValue)
+        try setMetadata(MetadataName.epoch, writer.bytes)
+    }
+
     public func setDeviceMetadata(_ device: DeviceMetadata) throws {
         var writer = BinaryWriter(capacity: 24)
         writer.writeFixed64(device.deviceID)
@@ -217,6 +226,16 @@ extension StoreReader {
         return cursor
     }
 
+    /// The namespace epoch the pull cursor belongs to; `nil` before the first pull that told it
+    /// (or a store written before epochs).
+    public func pullEpoch() throws -> Epoch? {
+        guard let bytes = try metadata(MetadataName.epoch) else { return nil }
+        var reader = BinaryReader(bytes)
+        let value = try reader.readFixed64()
+        try reader.expectEnd()
+        return Epoch(rawValue: value)
+    }
+
     /// The device's id and clock, or `nil` before they were first set.
     public func deviceMetadata() throws -> DeviceMetadata? {
         guard let bytes = try metadata(MetadataName.device) else { return nil }
@@ -230,6 +249,7 @@ extension StoreReader {
 
 enum MetadataName {
     static let cursor = "syncline.cursor"
+    static let epoch = "syncline.epoch"
     static let device = "syncline.device"
 }
 

@@ -41,12 +41,17 @@ public final class RecordingBackend: ServerBackend {
 
     public func pull(
         namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
-        configuration: ServerEngine.Configuration
+        epoch: Epoch?, configuration: ServerEngine.Configuration
     ) async throws -> PullPage {
-        try await base.pull(namespace: namespace, after: cursor, from: position, limit: limit, collections: collections, configuration: configuration)
+        try await base.pull(
+            namespace: namespace, after: cursor, from: position, limit: limit, collections: collections, epoch: epoch,
+            configuration: configuration
+        )
     }
 
     public func head(namespace: Namespace) async throws -> UInt64 { try await base.head(namespace: namespace) }
+
+    public func epoch(namespace: Namespace) async throws -> Epoch { try await base.epoch(namespace: namespace) }
 
     public func purgeTombstones(namespace: Namespace, through seq: UInt64) async throws {
         try await base.purgeTombstones(namespace: namespace, through: seq)

@@ -19,7 +19,7 @@ public actor SQLiteBackend: ServerBackend {
         }
     }
 
-    private let database: BackendDatabase
+    let database: BackendDatabase
     private let configuration: Configuration
     public nonisolated let heads: HeadBroadcaster
 
@@ -44,12 +44,13 @@ public actor SQLiteBackend: ServerBackend {
 
     public func pull(
         namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
-        configuration: ServerEngine.Configuration
+        epoch: Epoch?, configuration: ServerEngine.Configuration
     ) throws -> PullPage {
         try database.read { connection in
             let reader = try NamespaceRows(connection: connection, namespace: namespace, window: self.configuration.idempotencyWindow)
             return try ServerEngine.pull(
-                from: reader, after: cursor, from: position, limit: limit, collections: collections, configuration: configuration
+                from: reader, after: cursor, from: position, limit: limit, collections: collections, epoch: epoch,
+                configuration: configuration
             )
         }
     }
@@ -80,6 +81,10 @@ public actor SQLiteBackend: ServerBackend {
         try database.read { try NamespaceRows(connection: $0, namespace: namespace, window: 0).currentHead() }
     }
 
+    public func epoch(namespace: Namespace) throws -> Epoch {
+        try database.read { try NamespaceRows(connection: $0, namespace: namespace, window: 0).epoch() }
+    }
+
     public func purgeTombstones(namespace: Namespace, through seq: UInt64) throws {
         try database.transaction { connection in
             let statement = try connection.statement("DELETE FROM records WHERE ns = ?1 AND deleted = 1 AND seq <= ?2")
@@ -87,10 +92,11 @@ public actor SQLiteBackend: ServerBackend {
             try statement.bind(2, Int64(bitPattern: seq))
             try statement.run()
             let horizon = try connection.statement(
-                "INSERT INTO namespaces(ns, head, horizon, applied) VALUES (?1, 0, ?2, 0) ON CONFLICT(ns) DO UPDATE SET horizon = max(horizon, ?2)"
+                "INSERT INTO namespaces(ns, head, horizon, applied, epoch) VALUES (?1, 0, ?2, 0, ?3) ON CONFLICT(ns) DO UPDATE SET horizon = max(horizon, ?2)"
             )
             try horizon.bind(1, namespace.rawValue)
             try horizon.bind(2, Int64(bitPattern: seq + 1))
+            try horizon.bind(3, Int64(bitPattern: try BackendDatabase.defaultEpoch(connection).rawValue))
             try horizon.run()
         }
     }
@@ -123,6 +129,12 @@ final class BackendDatabase {
                 "\(path) is not a Syncline server database (application_id \(applicationID)); it was left untouched"
             )
         }
+        let schema = try connection.integer("PRAGMA user_version")
+        guard schema <= Self.schemaVersion else {
+            throw SyncError(
+                .newerSchema, "\(path) has server schema version \(schema); this server knows up to \(Self.schemaVersion)"
+            )
+        }
         try connection.execute("PRAGMA journal_mode=WAL")
         try connection.execute(durability == .power ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL")
         try connection.execute(
@@ -142,6 +154,15 @@ final class BackendDatabase {
             COMMIT;
             """
         )
+        if schema < Self.schemaVersion {
+            do {
+                try transaction(Self.upgradeToEpochs)
+            } catch let error as SyncError {
+                throw error
+            } catch {
+                throw SyncError(.storage, "upgrading \(path) to server schema \(Self.schemaVersion) failed: \(error)")
+            }
+        }
     }
 
     /// Runs `body` in a write transaction: committed on return, rolled back on throw.
@@ -177,25 +198,30 @@ struct NamespaceRows: ServerNamespaceWriter, ServerNamespaceReader {
     private var head: UInt64
     private var horizon: UInt64
     private var appliedCount: Int64
+    private let namespaceEpoch: Epoch
     private var dirty = false
 
     init(connection: SQLiteConnection, namespace: Namespace, window: Int) throws {
         self.connection = connection
         self.namespace = namespace
         self.window = window
-        let statement = try connection.statement("SELECT head, horizon, applied FROM namespaces WHERE ns = ?1")
+        let statement = try connection.statement("SELECT head, horizon, applied, epoch FROM namespaces WHERE ns = ?1")
         defer { statement.reset() }
         try statement.bind(1, namespace.rawValue)
         if try statement.step() {
             head = UInt64(bitPattern: statement.int64(0))
             horizon = UInt64(bitPattern: statement.int64(1))
             appliedCount = statement.int64(2)
+            namespaceEpoch = Epoch(rawValue: UInt64(bitPattern: statement.int64(3)))
         } else {
             (head, horizon, appliedCount) = (0, 0, 0)
+            namespaceEpoch = try BackendDatabase.defaultEpoch(connection)
         }
     }
 
     func currentHead() -> UInt64 { head }
+
+    func epoch() -> Epoch { namespaceEpoch }
 
     func tombstoneHorizon() -> UInt64 { horizon }
 
@@ -258,12 +284,13 @@ struct NamespaceRows: ServerNamespaceWriter, ServerNamespaceReader {
     mutating func pruneApplied() throws {
         guard dirty else { return }
         let statement = try connection.statement(
-            "INSERT INTO namespaces(ns, head, horizon, applied) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(ns) DO UPDATE SET head = ?2, applied = ?4"
+            "INSERT INTO namespaces(ns, head, horizon, applied, epoch) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(ns) DO UPDATE SET head = ?2, applied = ?4"
         )
         try statement.bind(1, namespace.rawValue)
         try statement.bind(2, Int64(bitPattern: head))
         try statement.bind(3, Int64(bitPattern: horizon))
         try statement.bind(4, appliedCount)
+        try statement.bind(5, Int64(bitPattern: namespaceEpoch.rawValue))
         try statement.run()
         if appliedCount > Int64(window) {
             let prune = try connection.statement("DELETE FROM applied WHERE ns = ?1 AND ord <= ?2")

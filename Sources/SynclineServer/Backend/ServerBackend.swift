@@ -6,13 +6,16 @@ public import Syncline
 public protocol ServerBackend: Sendable {
     /// Applies, as one transaction, a batch that passed ``ServerEngine/validate(_:configuration:serverTime:)``.
     func applyValidated(_ batch: ChangeBatch, namespace: Namespace) async throws -> ServerEngine.PushOutcome
-    /// A page of changes after `cursor`, starting past `position`.
+    /// A page of changes after `cursor`, starting past `position`; `.resyncRequired` when `epoch`
+    /// is given and is not the namespace's.
     func pull(
         namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
-        configuration: ServerEngine.Configuration
+        epoch: Epoch?, configuration: ServerEngine.Configuration
     ) async throws -> PullPage
     /// The namespace's head seq (0 for a namespace never written).
     func head(namespace: Namespace) async throws -> UInt64
+    /// The namespace's epoch (see ``Epoch``).
+    func epoch(namespace: Namespace) async throws -> Epoch
     /// Forgets tombstones written at or before `seq`; cursors older than that must resync (410).
     func purgeTombstones(namespace: Namespace, through seq: UInt64) async throws
     /// Forgets, in every namespace, the tombstones of deletes made before `cutoff` (Unix ms, by
@@ -33,7 +36,7 @@ extension ServerBackend {
         try ServerEngine.validate(batch, configuration: configuration.engine, serverTime: serverTime)
         let outcome = try await applyValidated(batch, namespace: namespace)
         metrics.record(push: outcome.summary)
-        return PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime)
+        return PushResponse(results: outcome.results, head: outcome.head, serverTime: serverTime, epoch: outcome.epoch)
     }
 }
 
@@ -51,8 +54,8 @@ extension InMemorySyncServer: ServerBackend {
 
     public func pull(
         namespace: Namespace, after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?,
-        configuration: ServerEngine.Configuration
+        epoch: Epoch?, configuration: ServerEngine.Configuration
     ) async throws -> PullPage {
-        try pull(namespace: namespace, after: cursor, from: position, limit: limit, collections: collections)
+        try pull(namespace: namespace, after: cursor, from: position, limit: limit, collections: collections, epoch: epoch)
     }
 }

@@ -108,9 +108,11 @@ struct ProtocolHandler: Sendable {
         if let list = query.get("collections"), !list.isEmpty {
             collections = Set(try list.split(separator: ",").map { name throws(SyncError) in try CollectionName(String(name)) })
         }
+        // The epoch the device's cursor belongs to (absent: served as it is, DESIGN §5).
+        let epoch = try query.get("epoch").map { text throws(SyncError) in try Epoch(parsing: text) }
         let page = try await backend.pull(
             namespace: namespace, after: after, from: from, limit: Int(clamping: limit), collections: collections,
-            configuration: configuration.engine
+            epoch: epoch, configuration: configuration.engine
         )
         return answer(try answerCodec(request, default: .json).encode(page))
     }

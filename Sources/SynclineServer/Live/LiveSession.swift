@@ -38,15 +38,15 @@ struct LiveSession: Sendable {
     }
 
     private func serve(sender: LiveSender, inbound: WebSocketInboundStream) async {
-        // The reader hands the hello's cursor (and the client's framing) to the delivery loop.
-        let (start, started) = AsyncStream<(UInt64, Framing)>.makeStream()
+        // The reader hands the hello's cursor and epoch (and the client's framing) to the delivery loop.
+        let (start, started) = AsyncStream<(UInt64, Epoch, Framing)>.makeStream()
         await withThrowingTaskGroup(of: Part.self) { group in
             group.addTask {
                 defer { started.finish() }
                 var messages = inbound.messages(maxSize: configuration.maxLiveMessageBytes).makeAsyncIterator()
                 guard let first = try await messages.next() else { return .reader }
-                let (framing, cursor) = try await hello(first, sender: sender)
-                started.yield((cursor, framing))
+                let (framing, cursor, epoch) = try await hello(first, sender: sender)
+                started.yield((cursor, epoch, framing))
                 while let message = try await messages.next() {
                     try await handle(message, sender: sender)
                 }
@@ -54,9 +54,9 @@ struct LiveSession: Sendable {
             }
             group.addTask {
                 var iterator = start.makeAsyncIterator()
-                guard let (cursor, framing) = await iterator.next() else { return .deliverer }
+                guard let (cursor, epoch, framing) = await iterator.next() else { return .deliverer }
                 let heads = await backend.subscribe(namespace: namespace)
-                try await deliver(from: cursor, heads: heads, sender: sender, framing: framing)
+                try await deliver(from: cursor, epoch: epoch, heads: heads, sender: sender, framing: framing)
                 return .deliverer
             }
             group.addTask {
@@ -94,28 +94,34 @@ struct LiveSession: Sendable {
         }
     }
 
-    /// Checks the first message: a hello with a cursor not beyond the head; answers welcome.
-    private func hello(_ message: WebSocketMessage, sender: LiveSender) async throws -> (Framing, UInt64) {
+    /// Checks the first message: a hello in the namespace's epoch (or none) with a cursor not
+    /// beyond the head; answers welcome with the epoch. Another epoch ends the session with
+    /// `resync_required` (the device pulls a snapshot, then says hello again).
+    private func hello(_ message: WebSocketMessage, sender: LiveSender) async throws -> (Framing, UInt64, Epoch) {
         let (framing, hello) = try Self.decode(message)
         await sender.setFraming(framing)
-        guard case .hello(let cursor) = hello else { throw SyncError(.malformedInput, "the first message must be hello") }
+        guard case .hello(let cursor, let known) = hello else { throw SyncError(.malformedInput, "the first message must be hello") }
+        let epoch = try await backend.epoch(namespace: namespace)
+        try ServerEngine.checkEpoch(known, current: epoch)
         let head = try await backend.head(namespace: namespace)
         guard cursor <= head else { throw SyncError(.invalidCursor, "cursor \(cursor) is beyond the head \(head)") }
-        try await sender.send(.welcome(head: head, serverTime: configuration.clock()), framing: framing)
+        try await sender.send(.welcome(head: head, serverTime: configuration.clock(), epoch: epoch), framing: framing)
         await sender.markGreeted()
-        return (framing, cursor)
+        return (framing, cursor, epoch)
     }
 
     /// Sends catch-up pages from `cursor`, then a page after each commit. `after` stays fixed while
-    /// a catch-up spans several pages (see ``ServerEngine/pull(from:after:from:limit:collections:configuration:)``).
-    private func deliver(from cursor: UInt64, heads: AsyncStream<UInt64>, sender: LiveSender, framing: Framing) async throws {
+    /// a catch-up spans several pages (see ``ServerEngine/pull(from:after:from:limit:collections:epoch:configuration:)``).
+    private func deliver(
+        from cursor: UInt64, epoch: Epoch, heads: AsyncStream<UInt64>, sender: LiveSender, framing: Framing
+    ) async throws {
         var after = cursor
         var position = cursor
         var headIterator = heads.makeAsyncIterator()
         while !Task.isCancelled {
             let page = try await backend.pull(
                 namespace: namespace, after: after, from: position, limit: configuration.livePageSize, collections: nil,
-                configuration: configuration.engine
+                epoch: epoch, configuration: configuration.engine
             )
             if !page.changes.isEmpty {
                 try await sender.send(.changes(after: after, from: position, page), framing: framing)
