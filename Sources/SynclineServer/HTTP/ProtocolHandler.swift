@@ -41,7 +41,7 @@ struct ProtocolHandler: Sendable {
         }
         router.ws("/v1/ns/:ns/live") { request, context in
             do {
-                _ = try authorize(request, context)
+                _ = try await authorize(request, context)
                 guard request.headers[.upgrade]?.lowercased() == "websocket" else {
                     throw SyncError(.upgradeRequired, "this route is a WebSocket: send Upgrade: websocket")
                 }
@@ -52,8 +52,19 @@ struct ProtocolHandler: Sendable {
         } onUpgrade: { inbound, outbound, context in
             // The upgrade check above already refused an invalid namespace; this cannot fail.
             guard let name = context.requestContext.parameters.get("ns"), let namespace = try? Namespace(name) else { return }
+            // The same credentials again, for the token's expiry: the session ends when it does. A
+            // token that stopped verifying since the upgrade check (a key rotated out) ends it now.
+            let expiresAt: UInt64?
+            do {
+                expiresAt = try await configuration.authenticator.authenticate(
+                    context.request.headers[.authorization], namespace: namespace, now: configuration.clock()
+                ).expiresAt
+            } catch {
+                expiresAt = 0
+            }
             let session = LiveSession(
-                namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: context.logger
+                namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: context.logger,
+                expiresAt: expiresAt
             )
             await session.run(inbound: inbound, outbound: outbound)
         }
@@ -66,7 +77,7 @@ struct ProtocolHandler: Sendable {
         _ request: Request, _ context: BasicWebSocketRequestContext, _ body: (Namespace) async throws -> Response
     ) async -> Response {
         do {
-            let namespace = try authorize(request, context)
+            let namespace = try await authorize(request, context)
             return try await body(namespace)
         } catch let error as SyncError {
             metrics.rejectedRequests.increment()
@@ -78,11 +89,14 @@ struct ProtocolHandler: Sendable {
         }
     }
 
-    private func authorize(_ request: Request, _ context: BasicWebSocketRequestContext) throws(SyncError) -> Namespace {
+    /// Authenticates (static token or JWT, see ``Authenticator``) and rate-limits a request.
+    private func authorize(_ request: Request, _ context: BasicWebSocketRequestContext) async throws(SyncError) -> Namespace {
         let name = context.parameters.get("ns") ?? ""
         let namespace = try Namespace(name)
-        let token = try configuration.tokens.authorize(request.headers[.authorization], namespace: namespace)
-        if let limiter, let wait = limiter.take(token) {
+        let grant = try await configuration.authenticator.authenticate(
+            request.headers[.authorization], namespace: namespace, now: configuration.clock()
+        )
+        if let limiter, let wait = limiter.take(grant.rateKey) {
             throw SyncError(.rateLimited, "too many requests for this token; retry in \(wait) s", limit: wait)
         }
         return namespace
@@ -180,6 +194,7 @@ struct ProtocolHandler: Sendable {
     func errorResponse(_ error: SyncError) -> Response {
         var json = "{\"error\":{\"code\":\(Self.quoted(error.code.description)),\"message\":\(Self.quoted(error.message))"
         if let limit = error.limit { json += ",\"limit\":\(limit)" }
+        if let reason = error.reason { json += ",\"reason\":\(Self.quoted(reason))" }
         if error.code == .clockSkew { json += ",\"serverTime\":\(configuration.clock())" }
         json += "}}"
         var headers: HTTPFields = [.contentType: "application/json"]

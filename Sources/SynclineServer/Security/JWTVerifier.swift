@@ -1,0 +1,140 @@
+public import JWTKit
+public import Syncline
+
+/// Verifies a JWT (DESIGN §5) against a ``JSONWebKeySet`` and the server's claim rules, with
+/// vapor/jwt-kit doing the cryptography.
+///
+/// In order, each failure a 401 whose `reason` names the rule: the token's shape
+/// (`malformed_token`), its `alg` (`algorithm_not_allowed` for `none` or anything but
+/// HS256/RS256/ES256), its `kid` (`unknown_key`), `alg` against the key's type
+/// (`algorithm_mismatch`), the signature (`bad_signature`, also for a tampered payload), then the
+/// claims: `exp` required (`missing_claim`, `token_expired`), `nbf` honoured (`token_not_yet_valid`),
+/// `iss`/`aud` when configured (`missing_claim`, `wrong_issuer`, `wrong_audience`), and the
+/// namespaces claim (`missing_claim`, `invalid_claim`). `exp` and `nbf` get ``Rules/leeway``.
+public struct JWTVerifier: Sendable {
+    /// What a token's claims must say.
+    public struct Rules: Sendable {
+        /// The claim holding the namespaces (a string or an array of strings; `"*"` is all). Default `ns`.
+        public var namespacesClaim: String
+        /// When set, `iss` must equal it.
+        public var issuer: String?
+        /// When set, `aud` (a string or an array) must contain it.
+        public var audience: String?
+        /// Clock skew allowed for `exp` and `nbf`. Default 60 s.
+        public var leeway: Duration
+
+        public init(namespacesClaim: String = "ns", issuer: String? = nil, audience: String? = nil, leeway: Duration = .seconds(60)) {
+            self.namespacesClaim = namespacesClaim
+            self.issuer = issuer
+            self.audience = audience
+            self.leeway = leeway
+        }
+    }
+
+    /// The verification keys; swapped on reload.
+    public var keys: JSONWebKeySet
+    public var rules: Rules
+
+    public init(keys: JSONWebKeySet, rules: Rules = Rules()) {
+        self.keys = keys
+        self.rules = rules
+    }
+
+    /// Whether `token` has the compact JWS shape (three dot-separated parts), so a static token
+    /// that is not one is reported as unknown rather than malformed.
+    static func looksLikeJWT(_ token: String) -> Bool {
+        token.utf8.lazy.filter { $0 == UInt8(ascii: ".") }.count == 2
+    }
+
+    /// Verifies `token` at `now` (Unix milliseconds).
+    /// - Throws: ``SyncError`` `.unauthorized` with the failed rule as `reason`.
+    public func verify(_ token: String, now: UInt64) async throws(SyncError) -> AccessGrant {
+        let header = try Self.header(of: token)
+        guard case .string(let alg)? = header["alg"], JSONWebKeySet.algorithms.contains(alg) else {
+            throw SyncError(.unauthorized, "the token's alg must be HS256, RS256 or ES256", reason: "algorithm_not_allowed")
+        }
+        let kid: String?
+        switch header["kid"] {
+        case nil: kid = nil
+        case .string(let text)?: kid = text
+        default: throw SyncError(.unauthorized, "the token's kid is not a string", reason: "malformed_token")
+        }
+        let key = try keys.key(for: kid)
+        guard key.algorithm == alg else {
+            throw SyncError(.unauthorized, "the token's alg \(alg) does not fit its key, a \(key.algorithm) key", reason: "algorithm_mismatch")
+        }
+        let claims: JWTClaims
+        do {
+            claims = try await key.verifier.verify(token, as: JWTClaims.self)
+        } catch let error as JWTError where error.errorType == .malformedToken {
+            throw SyncError(.unauthorized, "the token is not a well-formed JWT", reason: "malformed_token")
+        } catch {
+            throw SyncError(.unauthorized, "the token's signature does not verify", reason: "bad_signature")
+        }
+        return try grant(claims, token: token, now: now)
+    }
+
+    /// Checks the claims of a token whose signature verified.
+    func grant(_ claims: JWTClaims, token: String, now: UInt64) throws(SyncError) -> AccessGrant {
+        let leeway = Double(rules.leeway.components.seconds) + Double(rules.leeway.components.attoseconds) / 1e18
+        let seconds = Double(now) / 1000
+        guard case .number(let exp)? = claims["exp"] else {
+            throw SyncError(.unauthorized, "the token has no numeric exp claim, which is required", reason: "missing_claim")
+        }
+        guard seconds <= exp + leeway else {
+            throw SyncError(.unauthorized, "the token expired at \(Int64(exp)) (Unix seconds)", reason: "token_expired")
+        }
+        switch claims["nbf"] {
+        case nil: break
+        case .number(let nbf)?:
+            guard seconds + leeway >= nbf else {
+                throw SyncError(.unauthorized, "the token is not valid before \(Int64(nbf)) (Unix seconds)", reason: "token_not_yet_valid")
+            }
+        default: throw SyncError(.unauthorized, "the token's nbf claim is not a number", reason: "invalid_claim")
+        }
+        if let issuer = rules.issuer {
+            guard case .string(let iss)? = claims["iss"] else {
+                throw SyncError(.unauthorized, "the token has no iss claim, which this server requires", reason: "missing_claim")
+            }
+            guard iss == issuer else { throw SyncError(.unauthorized, "the token's issuer is not accepted", reason: "wrong_issuer") }
+        }
+        if let audience = rules.audience {
+            let audiences: [String]
+            switch claims["aud"] {
+            case .string(let aud)?: audiences = [aud]
+            case .strings(let auds)?: audiences = auds
+            case nil: throw SyncError(.unauthorized, "the token has no aud claim, which this server requires", reason: "missing_claim")
+            default: throw SyncError(.unauthorized, "the token's aud claim is not a string or an array of strings", reason: "invalid_claim")
+            }
+            guard audiences.contains(audience) else {
+                throw SyncError(.unauthorized, "the token is not meant for this server (aud)", reason: "wrong_audience")
+            }
+        }
+        let namespaces: [String]
+        switch claims[rules.namespacesClaim] {
+        case .string(let name)?: namespaces = [name]
+        case .strings(let names)?: namespaces = names
+        case nil:
+            throw SyncError(.unauthorized, "the token has no \(rules.namespacesClaim) claim naming its namespaces", reason: "missing_claim")
+        default:
+            throw SyncError(
+                .unauthorized, "the token's \(rules.namespacesClaim) claim is not a string or an array of strings", reason: "invalid_claim"
+            )
+        }
+        let expiresAt = UInt64(clamping: Int64(((exp + leeway) * 1000).rounded(.down)))
+        let subject: String
+        if case .string(let sub)? = claims["sub"] { subject = "jwt-sub:" + sub } else { subject = "jwt:" + token }
+        return AccessGrant(namespaces: Set(namespaces), expiresAt: expiresAt, rateKey: subject)
+    }
+
+    /// The decoded JOSE header, before any key is chosen.
+    private static func header(of token: String) throws(SyncError) -> [String: Value] {
+        guard let encoded = token.split(separator: ".", omittingEmptySubsequences: false).first,
+            let bytes = Base64.decode(url: String(encoded)),
+            case .object(let header)? = try? Value.fromJSON(bytes)
+        else {
+            throw SyncError(.unauthorized, "the token's header is not base64url JSON", reason: "malformed_token")
+        }
+        return header
+    }
+}
