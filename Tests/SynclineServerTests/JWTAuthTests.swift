@@ -1,6 +1,8 @@
 import Foundation
+import HTTPTypes
 import JWTKit
 import Logging
+import NIOHTTP1
 import NIOWebSocket
 import Synchronization
 import Syncline
@@ -128,7 +130,7 @@ struct JWTAuthTests {
                     parts[0] + "." + segment(#"{"exp":\#(Int(now) + 300),"ns":"*","iss":"\#(Self.issuerName)","aud":"syncline"}"#) + "." + parts[2],
                     "bad_signature"
                 ),
-                ("a truncated signature", parts[0] + "." + parts[1] + "." + parts[2].dropLast(4), "bad_signature"),
+                ("a truncated signature", [parts[0], parts[1], String(parts[2].dropLast(4))].joined(separator: "."), "bad_signature"),
                 ("expired beyond the leeway", try await issuer.token(.rs256, with(["exp": .number(now - 120)])), "token_expired"),
                 ("nbf beyond the leeway", try await issuer.token(.es256, with(["nbf": .number(now + 300)])), "token_not_yet_valid"),
                 ("no exp", try await issuer.token(.hs256, with(["exp": nil])), "missing_claim"),
@@ -293,16 +295,17 @@ struct JWTAuthTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }  // temporary files only
         let file = directory.appendingPathComponent("jwks.json")
+        let tokensFile = directory.appendingPathComponent("tokens.json")
         try Data(try old.jwks()).write(to: file)
+        try Data(#"{"static-old": ["team"]}"#.utf8).write(to: tokensFile)
         let authenticator = Authenticator(
             tokens: TokenStore(["static-old": ["team"]]),
             jwt: JWTVerifier(keys: try await JSONWebKeySet(json: [UInt8](try Data(contentsOf: file))))
         )
-        let tokens = Mutex(TokenStore(["static-old": ["team"]]))
         let reloader = await CredentialReloader(
             actions: [
                 .init("JWKS") { try authenticator.replaceKeys(await JSONWebKeySet(json: [UInt8](try Data(contentsOf: file)))) },
-                .init("tokens") { authenticator.replaceTokens(tokens.withLock { $0 }) },
+                .init("tokens") { authenticator.replaceTokens(try TokenStore(json: [UInt8](try Data(contentsOf: tokensFile)))) },
             ],
             logger: Logger(label: "reload-test")
         )
@@ -313,7 +316,7 @@ struct JWTAuthTests {
         #expect(try await authenticator.authenticate("Bearer \(oldToken)", namespace: team, now: now).expiresAt != nil)
 
         try Data(try new.jwks()).write(to: file)
-        tokens.withLock { $0 = TokenStore(["static-new": ["team"]]) }
+        try Data(#"{"static-new": ["team"]}"#.utf8).write(to: tokensFile)
         #expect(await reloader.reloadAll().isEmpty)
         #expect(try await authenticator.authenticate("Bearer \(newToken)", namespace: team, now: now).namespaces == ["team"])
         await #expect(throws: SyncError.self) { try await authenticator.authenticate("Bearer \(oldToken)", namespace: team, now: now) }
@@ -321,7 +324,7 @@ struct JWTAuthTests {
 
         // Tried: a JWKS cut off mid-write. The reload fails, the keys stay, the tokens action still runs.
         try Data(Array(try old.jwks().prefix(40))).write(to: file)
-        tokens.withLock { $0 = TokenStore(["static-third": ["team"]]) }
+        try Data(#"{"static-third": ["team"]}"#.utf8).write(to: tokensFile)
         #expect(await reloader.reloadAll() == ["JWKS"])
         #expect(try await authenticator.authenticate("Bearer \(newToken)", namespace: team, now: now).namespaces == ["team"])
         #expect(try await authenticator.authenticate("Bearer static-third", namespace: team, now: now).namespaces == ["team"])
@@ -342,7 +345,17 @@ struct JWTAuthTests {
             data: directory.appendingPathComponent("data").path,
             arguments: ["--jwks", jwks.path, "--tokens", tokensFile.path], logLevel: "info"
         )
-        defer { _ = server }
+        do {
+            try await rotate(server, old: old, new: new, jwks: jwks, tokensFile: tokensFile)
+        } catch {
+            _ = await server.terminate(within: .seconds(10))
+            throw error
+        }
+        #expect(await server.terminate(within: .seconds(10)), "the server still shuts down gracefully")
+    }
+
+    /// The SIGHUP test's steps against the running server.
+    private func rotate(_ server: ServerProcess, old: TokenIssuer, new: TokenIssuer, jwks: URL, tokensFile: URL) async throws {
         let live = LiveServer(port: server.port, backend: InMemorySyncServer(), metrics: ServerMetrics())
         func status(_ token: String) async throws -> UInt { try await live.raw(.GET, "/v1/ns/team/changes?after=0", token: token).status }
 
@@ -376,6 +389,5 @@ struct JWTAuthTests {
         server.send(SIGHUP)
         #expect(try await server.waitForOutput("reload failed"), "the failed reload is logged: \(server.outputText)")
         #expect(try await status(newToken) == 200)
-        #expect(await server.terminate(within: .seconds(10)), "the server still shuts down gracefully")
     }
 }

@@ -17,7 +17,7 @@ struct TokenIssuer: Sendable {
     /// Key ids are `<prefix>-hs`, `<prefix>-rs`, `<prefix>-es`.
     let prefix: String
     let secret: [UInt8]
-    let rsa: Insecure.RSA.PrivateKey
+    let rsa: JWTKit.Insecure.RSA.PrivateKey
     let ec: ES256PrivateKey
 
     init(prefix: String) throws {
@@ -30,7 +30,7 @@ struct TokenIssuer: Sendable {
 
     /// RSA key generation is slow in a debug build: one key per process, shared by the issuers.
     private static let sharedRSA = Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }
-    private static func rsaKey() throws -> Insecure.RSA.PrivateKey { try Insecure.RSA.PrivateKey(backing: sharedRSA.get()) }
+    private static func rsaKey() throws -> JWTKit.Insecure.RSA.PrivateKey { try JWTKit.Insecure.RSA.PrivateKey(backing: sharedRSA.get()) }
 
     func kid(_ algorithm: Algorithm) -> String {
         switch algorithm {

@@ -87,8 +87,10 @@ struct LiveSession: Sendable {
             }
             if let expiresAt {
                 group.addTask {
-                    let left = expiresAt > configuration.clock() ? expiresAt - configuration.clock() : 0
-                    if left > 0 { try await Task.sleep(for: .milliseconds(Int64(clamping: left))) }
+                    // In steps of at most a day, so a far-away exp never overflows a deadline.
+                    while case let now = configuration.clock(), expiresAt > now {
+                        try await Task.sleep(for: .milliseconds(min(expiresAt - now, 86_400_000)))
+                    }
                     throw Self.tokenExpired
                 }
             }

@@ -1,5 +1,5 @@
 import FoundationEssentials
-public import JWTKit
+import JWTKit
 public import Syncline
 
 /// The verification keys of a JWKS document (RFC 7517), as `--jwks FILE` gives them:
@@ -135,7 +135,7 @@ public struct JSONWebKeySet: Sendable {
                 }
                 await verifier.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
             case "RS256":
-                let key = try Insecure.RSA.PublicKey(modulus: try component("n"), exponent: try component("e"))
+                let key = try JWTKit.Insecure.RSA.PublicKey(modulus: try component("n"), exponent: try component("e"))
                 await verifier.add(rsa: key, digestAlgorithm: .sha256)
             default:
                 let key = try ES256PublicKey(parameters: (x: try component("x"), y: try component("y")))

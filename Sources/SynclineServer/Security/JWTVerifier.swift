@@ -1,4 +1,4 @@
-public import JWTKit
+import JWTKit
 public import Syncline
 
 /// Verifies a JWT (DESIGN §5) against a ``JSONWebKeySet`` and the server's claim rules, with
@@ -82,13 +82,13 @@ public struct JWTVerifier: Sendable {
             throw SyncError(.unauthorized, "the token has no numeric exp claim, which is required", reason: "missing_claim")
         }
         guard seconds <= exp + leeway else {
-            throw SyncError(.unauthorized, "the token expired at \(Int64(exp)) (Unix seconds)", reason: "token_expired")
+            throw SyncError(.unauthorized, "the token expired at \(Self.text(exp)) (Unix seconds)", reason: "token_expired")
         }
         switch claims["nbf"] {
         case nil: break
         case .number(let nbf)?:
             guard seconds + leeway >= nbf else {
-                throw SyncError(.unauthorized, "the token is not valid before \(Int64(nbf)) (Unix seconds)", reason: "token_not_yet_valid")
+                throw SyncError(.unauthorized, "the token is not valid before \(Self.text(nbf)) (Unix seconds)", reason: "token_not_yet_valid")
             }
         default: throw SyncError(.unauthorized, "the token's nbf claim is not a number", reason: "invalid_claim")
         }
@@ -121,10 +121,17 @@ public struct JWTVerifier: Sendable {
                 .unauthorized, "the token's \(rules.namespacesClaim) claim is not a string or an array of strings", reason: "invalid_claim"
             )
         }
-        let expiresAt = UInt64(clamping: Int64(((exp + leeway) * 1000).rounded(.down)))
+        // exp is at least now - leeway here; a huge one means "never" within a UInt64 of milliseconds.
+        let millis = ((exp + leeway) * 1000).rounded(.down)
+        let expiresAt: UInt64 = millis.isFinite && millis < 1.8e19 ? UInt64(max(0, millis)) : .max
         let subject: String
         if case .string(let sub)? = claims["sub"] { subject = "jwt-sub:" + sub } else { subject = "jwt:" + token }
         return AccessGrant(namespaces: Set(namespaces), expiresAt: expiresAt, rateKey: subject)
+    }
+
+    /// A NumericDate for a message: whole seconds when it fits, else as given.
+    private static func text(_ seconds: Double) -> String {
+        Int64(exactly: seconds.rounded(.down)).map(String.init) ?? "\(seconds)"
     }
 
     /// The decoded JOSE header, before any key is chosen.
