@@ -359,8 +359,12 @@ struct JWTAuthTests {
         let live = LiveServer(port: server.port, backend: InMemorySyncServer(), metrics: ServerMetrics())
         func status(_ token: String) async throws -> UInt { try await live.raw(.GET, "/v1/ns/team/changes?after=0", token: token).status }
 
+        // `syncline-server --jwks` takes tokens of all three algorithms.
+        for algorithm in TokenIssuer.Algorithm.allCases {
+            #expect(try await status(try await old.token(algorithm, TokenIssuer.claims(lifetime: 600))) == 200, "\(algorithm.rawValue)")
+        }
         let oldToken = try await old.token(.es256, TokenIssuer.claims(lifetime: 600))
-        let newToken = try await new.token(.es256, TokenIssuer.claims(lifetime: 600))
+        let newToken = try await new.token(.rs256, TokenIssuer.claims(lifetime: 600))
         #expect(try await status(oldToken) == 200)
         #expect(try await status("static-old") == 200)
         #expect(try await status(newToken) == 401)

@@ -30,12 +30,6 @@ public final class Authenticator: Sendable {
         credentials = Mutex(Credentials(tokens: tokens, jwt: jwt))
     }
 
-    /// The static tokens in use now.
-    public var tokens: TokenStore { credentials.withLock { $0.tokens } }
-
-    /// Whether JWTs are accepted.
-    public var acceptsJWT: Bool { credentials.withLock { $0.jwt != nil } }
-
     /// Replaces the static tokens (a reloaded tokens file); requests in flight keep the old ones.
     public func replaceTokens(_ tokens: TokenStore) {
         credentials.withLock { $0.tokens = tokens }
