@@ -133,6 +133,8 @@ struct JWTAuthTests {
                 ("a truncated signature", [parts[0], parts[1], String(parts[2].dropLast(4))].joined(separator: "."), "bad_signature"),
                 ("expired beyond the leeway", try await issuer.token(.rs256, with(["exp": .number(now - 120)])), "token_expired"),
                 ("nbf beyond the leeway", try await issuer.token(.es256, with(["nbf": .number(now + 300)])), "token_not_yet_valid"),
+                ("nbf at 1e300", try await issuer.token(.es256, with(["nbf": .number(1e300)])), "token_not_yet_valid"),
+                ("exp at -1e300", try await issuer.token(.es256, with(["exp": .number(-1e300)])), "token_expired"),
                 ("no exp", try await issuer.token(.hs256, with(["exp": nil])), "missing_claim"),
                 ("exp as a string", try await issuer.token(.hs256, with(["exp": .string("tomorrow")])), "missing_claim"),
                 ("no ns claim", try await issuer.token(.hs256, with(["ns": nil])), "missing_claim"),
@@ -168,6 +170,11 @@ struct JWTAuthTests {
             // Inside the 60 s leeway: an exp 30 s ago and an nbf 30 s ahead are accepted.
             let lenient = try await issuer.token(.es256, with(["exp": .number(now - 30), "nbf": .number(now + 30)]))
             #expect(try await server.raw(.GET, "/v1/ns/team/changes?after=0", token: lenient).status == 200)
+            // An exp far beyond any clock (1e300 s) is valid and does not overflow the live socket's expiry timer.
+            let farFuture = try await issuer.token(.hs256, with(["exp": .number(1e300)]))
+            #expect(try await server.raw(.GET, "/v1/ns/team/changes?after=0", token: farFuture).status == 200)
+            let (farMessages, _) = try await Self.live(server, token: farFuture, stopAfterWelcome: true)
+            #expect(farMessages.first?.contains(#""type":"welcome""#) == true, "\(farMessages)")
             // The good token, and the static tokens beside the JWKS, still work.
             #expect(try await server.raw(.GET, "/v1/ns/team/changes?after=0", token: valid).status == 200)
             #expect(try await server.raw(.GET, "/v1/ns/team/changes?after=0", token: LiveServer.token).status == 200)
