@@ -41,7 +41,7 @@ struct ProtocolHandler: Sendable {
         }
         router.ws("/v1/ns/:ns/live") { request, context in
             do {
-                _ = try await authorize(request, context)
+                _ = try authorize(request, context)
                 guard request.headers[.upgrade]?.lowercased() == "websocket" else {
                     throw SyncError(.upgradeRequired, "this route is a WebSocket: send Upgrade: websocket")
                 }
@@ -56,7 +56,7 @@ struct ProtocolHandler: Sendable {
             // token that stopped verifying since the upgrade check (a key rotated out) ends it now.
             let expiresAt: UInt64?
             do {
-                expiresAt = try await configuration.authenticator.authenticate(
+                expiresAt = try configuration.authenticator.authenticate(
                     context.request.headers[.authorization], namespace: namespace, now: configuration.clock()
                 ).expiresAt
             } catch {
@@ -77,7 +77,7 @@ struct ProtocolHandler: Sendable {
         _ request: Request, _ context: BasicWebSocketRequestContext, _ body: (Namespace) async throws -> Response
     ) async -> Response {
         do {
-            let namespace = try await authorize(request, context)
+            let namespace = try authorize(request, context)
             return try await body(namespace)
         } catch let error as SyncError {
             metrics.rejectedRequests.increment()
@@ -90,10 +90,10 @@ struct ProtocolHandler: Sendable {
     }
 
     /// Authenticates (static token or JWT, see ``Authenticator``) and rate-limits a request.
-    private func authorize(_ request: Request, _ context: BasicWebSocketRequestContext) async throws(SyncError) -> Namespace {
+    private func authorize(_ request: Request, _ context: BasicWebSocketRequestContext) throws(SyncError) -> Namespace {
         let name = context.parameters.get("ns") ?? ""
         let namespace = try Namespace(name)
-        let grant = try await configuration.authenticator.authenticate(
+        let grant = try configuration.authenticator.authenticate(
             request.headers[.authorization], namespace: namespace, now: configuration.clock()
         )
         if let limiter, let wait = limiter.take(grant.rateKey) {

@@ -12,7 +12,7 @@ import Synchronization
 /// let keys = try await JSONWebKeySet(json: jwksBytes)
 /// let authenticator = Authenticator(tokens: TokenStore(["t0k3n": ["alice"]]),
 ///                                   jwt: JWTVerifier(keys: keys, rules: .init(issuer: "https://auth.example")))
-/// let grant = try await authenticator.authenticate("Bearer eyJ…", namespace: alice, now: WallClock.nowMillis())
+/// let grant = try authenticator.authenticate("Bearer eyJ…", namespace: alice, now: WallClock.nowMillis())
 /// ```
 public final class Authenticator: Sendable {
     private struct Credentials: Sendable {
@@ -52,8 +52,8 @@ public final class Authenticator: Sendable {
     /// - Throws: ``SyncError`` `.unauthorized` (HTTP 401) with a `reason` naming the rule that
     ///   failed, or `.forbidden` (HTTP 403) for a valid token that may not use `namespace`.
     ///   Messages never contain the token or key material.
-    public func authenticate(_ header: String?, namespace: Namespace, now: UInt64) async throws(SyncError) -> AccessGrant {
-        let grant = try await authenticate(header, now: now)
+    public func authenticate(_ header: String?, namespace: Namespace, now: UInt64) throws(SyncError) -> AccessGrant {
+        let grant = try authenticate(header, now: now)
         guard grant.allows(namespace) else {
             throw SyncError(.forbidden, "the token may not use namespace \(namespace.rawValue)")
         }
@@ -61,7 +61,7 @@ public final class Authenticator: Sendable {
     }
 
     /// Verifies an `Authorization` header value without a namespace.
-    public func authenticate(_ header: String?, now: UInt64) async throws(SyncError) -> AccessGrant {
+    public func authenticate(_ header: String?, now: UInt64) throws(SyncError) -> AccessGrant {
         guard let header, header.hasPrefix("Bearer ") else {
             throw SyncError(.unauthorized, "an Authorization: Bearer <token> header is required", reason: "missing_token")
         }
@@ -71,7 +71,7 @@ public final class Authenticator: Sendable {
             return AccessGrant(namespaces: namespaces, rateKey: token)
         }
         if let jwt, JWTVerifier.looksLikeJWT(token) {
-            return try await jwt.verify(token, now: now)
+            return try jwt.verify(token, now: now)
         }
         throw SyncError(.unauthorized, "the token is not valid", reason: "unknown_token")
     }

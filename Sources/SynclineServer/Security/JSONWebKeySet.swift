@@ -21,8 +21,9 @@ public struct JSONWebKeySet: Sendable {
         let id: String?
         /// `HS256`, `RS256` or `ES256`.
         let algorithm: String
-        /// jwt-kit's verifier, holding this one key.
-        let verifier: JWTKeyCollection
+        /// jwt-kit's algorithm for this one key: stateless and `Sendable`, so requests verify in
+        /// parallel instead of queueing on a key collection's actor.
+        let verifier: any JWTAlgorithm
     }
 
     /// The algorithms a key can verify.
@@ -120,7 +121,7 @@ public struct JSONWebKeySet: Sendable {
         guard let algorithm = algorithm(for: string(members, "kty"), curve: string(members, "crv")) else { return nil }
         if let alg = string(members, "alg"), alg != algorithm { return nil }
         let kid = string(members, "kid")
-        let verifier = JWTKeyCollection()
+        let verifier = JWTKeyCollection()  // only to build the key's algorithm
         func component(_ field: String) throws(SyncError) -> String {
             guard let text = string(members, field), Base64.decode(url: text) != nil else {
                 throw SyncError(.malformedInput, "JWKS \(name): \"\(field)\" is missing or not base64url")
@@ -147,6 +148,10 @@ public struct JSONWebKeySet: Sendable {
             // jwt-kit's message names the failed check (key size, curve point), not the material.
             throw SyncError(.malformedInput, "JWKS \(name) is not a valid \(algorithm) key: \(String(describing: error).prefix(200))")
         }
-        return Key(id: kid, algorithm: algorithm, verifier: verifier)
+        do {
+            return Key(id: kid, algorithm: algorithm, verifier: try await verifier.getKey())
+        } catch {
+            throw SyncError(.malformedInput, "JWKS \(name) gave no \(algorithm) verifier")
+        }
     }
 }

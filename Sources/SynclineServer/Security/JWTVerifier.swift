@@ -1,3 +1,4 @@
+import FoundationEssentials
 import JWTKit
 public import Syncline
 
@@ -48,8 +49,12 @@ public struct JWTVerifier: Sendable {
 
     /// Verifies `token` at `now` (Unix milliseconds).
     /// - Throws: ``SyncError`` `.unauthorized` with the failed rule as `reason`.
-    public func verify(_ token: String, now: UInt64) async throws(SyncError) -> AccessGrant {
-        let header = try Self.header(of: token)
+    public func verify(_ token: String, now: UInt64) throws(SyncError) -> AccessGrant {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3 else {
+            throw SyncError(.unauthorized, "the token is not three base64url parts separated by dots", reason: "malformed_token")
+        }
+        let header = try Self.header(parts[0])
         guard case .string(let alg)? = header["alg"], JSONWebKeySet.algorithms.contains(alg) else {
             throw SyncError(.unauthorized, "the token's alg must be HS256, RS256 or ES256", reason: "algorithm_not_allowed")
         }
@@ -63,13 +68,23 @@ public struct JWTVerifier: Sendable {
         guard key.algorithm == alg else {
             throw SyncError(.unauthorized, "the token's alg \(alg) does not fit its key, a \(key.algorithm) key", reason: "algorithm_mismatch")
         }
-        let claims: JWTClaims
-        do {
-            claims = try await key.verifier.verify(token, as: JWTClaims.self)
-        } catch let error as JWTError where error.errorType == .malformedToken {
-            throw SyncError(.unauthorized, "the token is not a well-formed JWT", reason: "malformed_token")
-        } catch {
-            throw SyncError(.unauthorized, "the token's signature does not verify", reason: "bad_signature")
+        // As jwt-kit's own verify does: the key's algorithm checks the signature over `header.payload`.
+        let signingInput = token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count)
+        let verified: Bool
+        if let signature = Base64.decode(url: String(parts[2])) {
+            do {
+                verified = try key.verifier.verify(signature, signs: Array(signingInput))
+            } catch {
+                verified = false  // a signature of the wrong size or encoding
+            }
+        } else {
+            verified = false
+        }
+        guard verified else { throw SyncError(.unauthorized, "the token's signature does not verify", reason: "bad_signature") }
+        guard let payload = Base64.decode(url: String(parts[1])),
+            let claims = try? JSONDecoder().decode(JWTClaims.self, from: Data(payload))  // the failure is reported just below
+        else {
+            throw SyncError(.unauthorized, "the token's payload is not a base64url JSON object", reason: "malformed_token")
         }
         return try grant(claims, token: token, now: now)
     }
@@ -135,10 +150,9 @@ public struct JWTVerifier: Sendable {
     }
 
     /// The decoded JOSE header, before any key is chosen.
-    private static func header(of token: String) throws(SyncError) -> [String: Value] {
-        guard let encoded = token.split(separator: ".", omittingEmptySubsequences: false).first,
-            let bytes = Base64.decode(url: String(encoded)),
-            case .object(let header)? = try? Value.fromJSON(bytes)
+    private static func header(_ encoded: Substring) throws(SyncError) -> [String: Value] {
+        guard let bytes = Base64.decode(url: String(encoded)),
+            case .object(let header)? = try? Value.fromJSON(bytes)  // the failure is reported just below
         else {
             throw SyncError(.unauthorized, "the token's header is not base64url JSON", reason: "malformed_token")
         }
