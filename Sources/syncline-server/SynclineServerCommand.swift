@@ -76,6 +76,9 @@ struct SynclineServerCommand: AsyncParsableCommand {
         logger.logLevel = level
 
         guard jwtLeeway >= 0 else { throw ValidationError("--jwt-leeway must not be negative") }
+        guard jwks != nil || (jwtIssuer == nil && jwtAudience == nil) else {
+            throw ValidationError("--jwt-issuer and --jwt-audience need --jwks")
+        }
         var jwt: JWTVerifier?
         if let jwks {
             let keys = try await JSONWebKeySet(json: try Self.read(jwks, what: "JWKS"))

@@ -350,7 +350,8 @@ struct JWTAuthTests {
         try Data(#"{"static-old": ["team"]}"#.utf8).write(to: tokensFile)
         let server = try await ServerProcess(
             data: directory.appendingPathComponent("data").path,
-            arguments: ["--jwks", jwks.path, "--tokens", tokensFile.path], logLevel: "info"
+            arguments: ["--jwks", jwks.path, "--tokens", tokensFile.path, "--jwt-issuer", Self.issuerName, "--jwt-audience", Self.audience],
+            logLevel: "info"
         )
         do {
             try await rotate(server, old: old, new: new, jwks: jwks, tokensFile: tokensFile)
@@ -366,12 +367,22 @@ struct JWTAuthTests {
         let live = LiveServer(port: server.port, backend: InMemorySyncServer(), metrics: ServerMetrics())
         func status(_ token: String) async throws -> UInt { try await live.raw(.GET, "/v1/ns/team/changes?after=0", token: token).status }
 
-        // `syncline-server --jwks` takes tokens of all three algorithms.
+        var claims = TokenIssuer.claims(lifetime: 600)
+        claims["iss"] = .string(Self.issuerName)
+        claims["aud"] = .string(Self.audience)
+        // `syncline-server --jwks` takes tokens of all three algorithms, and applies --jwt-issuer and --jwt-audience.
         for algorithm in TokenIssuer.Algorithm.allCases {
-            #expect(try await status(try await old.token(algorithm, TokenIssuer.claims(lifetime: 600))) == 200, "\(algorithm.rawValue)")
+            #expect(try await status(try await old.token(algorithm, claims)) == 200, "\(algorithm.rawValue)")
         }
-        let oldToken = try await old.token(.es256, TokenIssuer.claims(lifetime: 600))
-        let newToken = try await new.token(.rs256, TokenIssuer.claims(lifetime: 600))
+        // Tried: a token from another issuer, and one for another audience.
+        var foreign = claims
+        foreign["iss"] = .string("https://evil.test")
+        #expect(try await status(try await old.token(.hs256, foreign)) == 401)
+        foreign = claims
+        foreign["aud"] = .string("billing")
+        #expect(try await status(try await old.token(.hs256, foreign)) == 401)
+        let oldToken = try await old.token(.es256, claims)
+        let newToken = try await new.token(.rs256, claims)
         #expect(try await status(oldToken) == 200)
         #expect(try await status("static-old") == 200)
         #expect(try await status(newToken) == 401)

@@ -1,19 +1,19 @@
-public import JWTKit
+package import JWTKit
 
 /// A JWT's payload as the server reads it: every claim, decoded leniently, so that a missing or
 /// mistyped claim is reported by name (``JWTVerifier`` checks them after the signature).
 ///
 /// Also used to sign tokens in tests and tools: `JWTClaims(["exp": .number(…), "ns": .strings(["alice"])])`.
-public struct JWTClaims: JWTPayload, Sendable, Hashable {
+package struct JWTClaims: JWTPayload, Sendable, Hashable {
     /// One claim's value, as far as the server cares.
-    public enum Value: Sendable, Hashable, Codable {
+    package enum Value: Sendable, Hashable, Codable {
         case string(String)
         case strings([String])
         case number(Double)
         /// Anything else (an object, a boolean, null, a mixed array).
         case other
 
-        public init(from decoder: any Decoder) throws {
+        package init(from decoder: any Decoder) throws {
             let container = try decoder.singleValueContainer()
             if let text = try? container.decode(String.self) {
                 self = .string(text)
@@ -26,7 +26,7 @@ public struct JWTClaims: JWTPayload, Sendable, Hashable {
             }
         }
 
-        public func encode(to encoder: any Encoder) throws {
+        package func encode(to encoder: any Encoder) throws {
             var container = encoder.singleValueContainer()
             switch self {
             case .string(let text): try container.encode(text)
@@ -45,15 +45,15 @@ public struct JWTClaims: JWTPayload, Sendable, Hashable {
     }
 
     /// Claim name → value.
-    public var claims: [String: Value]
+    package var claims: [String: Value]
 
-    public init(_ claims: [String: Value]) {
+    package init(_ claims: [String: Value]) {
         self.claims = claims
     }
 
-    public subscript(_ name: String) -> Value? { claims[name] }
+    package subscript(_ name: String) -> Value? { claims[name] }
 
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: Key.self)
         var claims: [String: Value] = [:]
         for key in container.allKeys {
@@ -62,7 +62,7 @@ public struct JWTClaims: JWTPayload, Sendable, Hashable {
         self.claims = claims
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
         for (name, value) in claims {
             try container.encode(value, forKey: Key(stringValue: name))
@@ -71,5 +71,5 @@ public struct JWTClaims: JWTPayload, Sendable, Hashable {
 
     /// Nothing here: the claims are checked by ``JWTVerifier`` with the server's clock and leeway,
     /// so each failure names its rule.
-    public func verify(using algorithm: some JWTAlgorithm) async throws {}
+    package func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
