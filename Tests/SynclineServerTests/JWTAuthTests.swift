@@ -404,6 +404,7 @@ struct JWTAuthTests {
         #expect(try await status(oldToken) == 401)
         #expect(try await status("static-new") == 200)
         #expect(try await status("static-old") == 401)
+        #expect(try await status(LiveServer.token) == 200, "the --dev-token grant survives the tokens file's reload")
         #expect(socket.isConnected && socket.statistics.connections == 1, "the socket opened before SIGHUP is still the same one")
 
         // Tried: a JWKS that does not parse. The server logs it, keeps the new keys, and keeps running.

@@ -28,7 +28,8 @@ struct TokenIssuer: Sendable {
         ec = ES256PrivateKey()
     }
 
-    /// RSA key generation is slow in a debug build: one key per process, shared by the issuers.
+    /// RSA key generation is slow in a debug build: one key per process, shared by the issuers (so
+    /// two issuers' RS256 tokens differ only by kid: "signed with another key" cases use HS256/ES256).
     private static let sharedRSA = Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }
     private static func rsaKey() throws -> JWTKit.Insecure.RSA.PrivateKey { try JWTKit.Insecure.RSA.PrivateKey(backing: sharedRSA.get()) }
 
