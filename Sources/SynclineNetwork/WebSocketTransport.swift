@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
 import NIOCore
+import NIOWebSocket
 public import Syncline
 import Synchronization
 import HTTPTypes
@@ -240,9 +241,11 @@ public final class WebSocketTransport: SyncTransport {
                 if let error = session.error { throw error }
             } catch {
                 logger.debug("live connection failed", metadata: ["syncline.error": "\(error)"])
-                // An upgrade the server refused (as for a stale token) gets one fresh token on the
-                // next attempt; a server that cannot be reached does not make us ask for one.
-                renewToken = (error as? WebSocketClientError) == .webSocketUpgradeFailed
+                // An upgrade the server refused (as for a stale token), or a socket it closed because
+                // the token expired (4001 token_expired), gets one fresh token on the next attempt; a
+                // server that cannot be reached does not make us ask for one.
+                renewToken =
+                    (error as? WebSocketClientError) == .webSocketUpgradeFailed || (error as? SyncError)?.code == .unauthorized
             }
             disconnected()
             if greeted { delay = configuration.initialBackoff }
@@ -262,8 +265,10 @@ public final class WebSocketTransport: SyncTransport {
         let greeted = Mutex(false)
         var clientConfiguration = WebSocketClientConfiguration(maxFrameSize: configuration.maxMessageBytes)
         clientConfiguration.additionalHeaders[.authorization] = "Bearer \(token)"
+        let closeFrame: WebSocketCloseFrame?
         do {
-            try await WebSocketClient.connect(url: liveURL, configuration: clientConfiguration, logger: logger) { inbound, outbound, _ in
+            closeFrame = try await WebSocketClient.connect(url: liveURL, configuration: clientConfiguration, logger: logger) {
+                inbound, outbound, _ in
                 let (cursor, epoch) = self.state.withLock { ($0.cursor ?? 0, $0.epoch) }
                 try await self.send(.hello(cursor: cursor, epoch: epoch), on: outbound)
                 for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {
@@ -307,8 +312,14 @@ public final class WebSocketTransport: SyncTransport {
         } catch {
             return (greeted.withLock { $0 }, error)
         }
+        if closeFrame?.closeCode == Self.tokenExpiredCloseCode {
+            return (greeted.withLock { $0 }, SyncError(.unauthorized, "the server closed the live socket: the token expired"))
+        }
         return (greeted.withLock { $0 }, nil)
     }
+
+    /// The close code the server ends a live socket with when its token expired (reason `token_expired`).
+    static let tokenExpiredCloseCode = WebSocketErrorCode(codeNumber: 4001)
 
     private func send(_ message: LiveMessage, on outbound: WebSocketOutboundWriter) async throws {
         switch configuration.wire.format {

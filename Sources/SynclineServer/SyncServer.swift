@@ -9,8 +9,10 @@ public import Syncline
 public struct SyncServerConfiguration: Sendable {
     /// Batch, page, size and clock-skew limits (shared with the in-memory reference server).
     public var engine: ServerEngine.Configuration
-    /// Bearer tokens and the namespaces each may use.
-    public var tokens: TokenStore
+    /// Who may use which namespace: static bearer tokens and, with a JWKS, JWTs. A reference: a
+    /// reload (SIGHUP) swaps the credentials every request sees. `tokens:` in `init` is shorthand
+    /// for `Authenticator(tokens:)`.
+    public var authenticator: Authenticator
     /// The largest request body accepted as received (before inflation). Default 16 MiB.
     public var maxRequestBytes: Int
     /// Inflation limits for request bodies and the compression threshold for answers.
@@ -33,7 +35,8 @@ public struct SyncServerConfiguration: Sendable {
     public var clock: @Sendable () -> UInt64
 
     public init(
-        engine: ServerEngine.Configuration = .init(), tokens: TokenStore = TokenStore(), maxRequestBytes: Int = 16 << 20,
+        engine: ServerEngine.Configuration = .init(), tokens: TokenStore = TokenStore(), authenticator: Authenticator? = nil,
+        maxRequestBytes: Int = 16 << 20,
         wire: WireCodec = WireCodec(format: .json), rateLimit: RateLimiter.Configuration? = .init(), livePageSize: Int = 500,
         maxLiveMessageBytes: Int = 16 << 20, pingInterval: Duration = .seconds(30), helloTimeout: Duration = .seconds(10),
         tombstoneRetention: Duration? = .seconds(30 * 86_400), tombstoneSweepInterval: Duration = .seconds(3_600),
@@ -42,7 +45,7 @@ public struct SyncServerConfiguration: Sendable {
         self.tombstoneRetention = tombstoneRetention
         self.tombstoneSweepInterval = tombstoneSweepInterval
         self.engine = engine
-        self.tokens = tokens
+        self.authenticator = authenticator ?? Authenticator(tokens: tokens)
         self.maxRequestBytes = maxRequestBytes
         self.wire = wire
         self.rateLimit = rateLimit

@@ -13,6 +13,8 @@ import SynclineServer
 /// ```
 /// syncline-server --host 127.0.0.1 --port 8080 --data ./syncline-data --tokens tokens.json
 /// syncline-server --dev-token secret:alice,team      # grant a token on the command line
+/// syncline-server --jwks jwks.json --jwt-issuer https://auth.example --jwt-audience syncline
+/// kill -HUP <pid>                                    # reread --tokens and --jwks (key rotation)
 /// ```
 struct SynclineServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,6 +36,21 @@ struct SynclineServerCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("dev-token"), help: "Grant a token on the command line (development): TOKEN:ns1,ns2 or TOKEN:*. Repeatable.")
     var devTokens: [String] = []
+
+    @Option(help: "A JWKS file (RFC 7517) whose oct (HS256), RSA (RS256) and EC P-256 (ES256) keys verify JWT bearer tokens.")
+    var jwks: String?
+
+    @Option(name: .customLong("jwt-namespaces-claim"), help: "The JWT claim naming the namespaces a token may use (a string or an array; \"*\" is all).")
+    var jwtNamespacesClaim = "ns"
+
+    @Option(name: .customLong("jwt-issuer"), help: "When given, a JWT's iss must equal it.")
+    var jwtIssuer: String?
+
+    @Option(name: .customLong("jwt-audience"), help: "When given, a JWT's aud must contain it.")
+    var jwtAudience: String?
+
+    @Option(name: .customLong("jwt-leeway"), help: "Seconds of clock skew allowed for a JWT's exp and nbf.")
+    var jwtLeeway = 60
 
     @Option(help: "Requests per second per token (0 turns rate limiting off).")
     var rateLimit: Double = 200
@@ -58,23 +75,39 @@ struct SynclineServerCommand: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
         logger.logLevel = level
 
-        var store = TokenStore()
+        guard jwtLeeway >= 0 else { throw ValidationError("--jwt-leeway must not be negative") }
+        guard jwks != nil || (jwtIssuer == nil && jwtAudience == nil) else {
+            throw ValidationError("--jwt-issuer and --jwt-audience need --jwks")
+        }
+        var jwt: JWTVerifier?
+        if let jwks {
+            let keys = try await JSONWebKeySet(json: try Self.read(jwks, what: "JWKS"))
+            for skipped in keys.skipped { logger.warning("JWKS key skipped", metadata: ["syncline.key": "\(skipped)"]) }
+            let rules = JWTVerifier.Rules(
+                namespacesClaim: jwtNamespacesClaim, issuer: jwtIssuer, audience: jwtAudience, leeway: .seconds(jwtLeeway)
+            )
+            jwt = JWTVerifier(keys: keys, rules: rules)
+        }
+        let devTokens = devTokens
+        let authenticator = Authenticator(tokens: try Self.loadTokens(file: tokens, devTokens: devTokens), jwt: jwt)
+        if tokens == nil && devTokens.isEmpty && jwks == nil {
+            logger.warning("no tokens configured: every request will get 401 (use --tokens, --dev-token or --jwks)")
+        }
+        // SIGHUP rereads these files; one that fails to load keeps what was loaded before.
+        var reloads: [CredentialReloader.Action] = []
         if let tokens {
-            guard let bytes = FileManager.default.contents(atPath: tokens) else {
-                throw ValidationError("cannot read the tokens file \(tokens)")
-            }
-            store = try TokenStore(json: [UInt8](bytes))
+            reloads.append(.init("tokens file \(tokens)") {
+                authenticator.replaceTokens(try Self.loadTokens(file: tokens, devTokens: devTokens))
+            })
         }
-        for grant in devTokens {
-            let parts = grant.split(separator: ":", maxSplits: 1)
-            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--dev-token must be TOKEN:ns1,ns2, not \(grant)") }
-            let namespaces = parts[1].split(separator: ",").map(String.init)
-            for name in namespaces where name != "*" { _ = try Namespace(name) }
-            store.grant(String(parts[0]), namespaces: namespaces)
+        if let jwks {
+            reloads.append(.init("JWKS \(jwks)") { [logger] in
+                let keys = try await JSONWebKeySet(json: try Self.read(jwks, what: "JWKS"))
+                for skipped in keys.skipped { logger.warning("JWKS key skipped", metadata: ["syncline.key": "\(skipped)"]) }
+                try authenticator.replaceKeys(keys)
+            })
         }
-        if tokens == nil && devTokens.isEmpty {
-            logger.warning("no tokens configured: every request will get 401 (use --tokens or --dev-token)")
-        }
+        let reloader = await CredentialReloader(actions: reloads, logger: logger)
 
         // Held while serving: `restore` and `restore-fence` refuse to touch a running server's data.
         let directory = ServerDataDirectory(path: data)
@@ -84,7 +117,7 @@ struct SynclineServerCommand: AsyncParsableCommand {
         // Fences first when the database was put back from a backup (README "Backup and restore").
         let backend = try await directory.openBackend(configuration: .init(durability: durable ? .power : .app), logger: logger)
         let configuration = SyncServerConfiguration(
-            engine: .init(maxBatchChanges: maxBatch), tokens: store,
+            engine: .init(maxBatchChanges: maxBatch), authenticator: authenticator,
             rateLimit: rateLimit > 0 ? .init(perSecond: rateLimit, burst: rateLimit * 2) : nil,
             tombstoneRetention: tombstoneRetentionDays > 0 ? .seconds(tombstoneRetentionDays * 86_400) : nil
         )
@@ -97,9 +130,28 @@ struct SynclineServerCommand: AsyncParsableCommand {
         logger.info("starting", metadata: ["syncline.data": "\(path)"])
         // SIGTERM/SIGINT: stop accepting, finish in-flight requests, close live sockets; after the
         // timeout whatever is still open is cancelled.
-        var groupConfiguration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(services: [app, reloader], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(shutdownTimeout)
         groupConfiguration.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: groupConfiguration).run()
+    }
+
+    /// The tokens file (when given) plus the `--dev-token` grants.
+    private static func loadTokens(file: String?, devTokens: [String]) throws -> TokenStore {
+        var store = TokenStore()
+        if let file { store = try TokenStore(json: try read(file, what: "tokens file")) }
+        for grant in devTokens {
+            let parts = grant.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--dev-token must be TOKEN:ns1,ns2, not \(grant)") }
+            let namespaces = parts[1].split(separator: ",").map(String.init)
+            for name in namespaces where name != "*" { _ = try Namespace(name) }
+            store.grant(String(parts[0]), namespaces: namespaces)
+        }
+        return store
+    }
+
+    private static func read(_ path: String, what: String) throws -> [UInt8] {
+        guard let bytes = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the \(what) \(path)") }
+        return [UInt8](bytes)
     }
 }

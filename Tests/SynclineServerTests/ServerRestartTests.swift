@@ -16,19 +16,29 @@ final class ServerProcess: Sendable {
     let port: Int
 
     /// Starts the server and waits for its "listening" line.
-    init(data: String, port: Int = 0) async throws {
+    /// - Parameters:
+    ///   - arguments: more command-line arguments (later ones win over the defaults).
+    ///   - logLevel: the server's log level; its log lines are kept in ``output`` and copied to this
+    ///     process's standard error.
+    init(data: String, port: Int = 0, arguments: [String] = [], logLevel: String = "error") async throws {
         let process = Process()
         process.executableURL = try Self.executable()
         process.arguments = [
-            "--port", String(port), "--data", data, "--dev-token", "\(LiveServer.token):*", "--rate-limit", "0", "--log-level", "error",
-        ]
+            "--port", String(port), "--data", data, "--dev-token", "\(LiveServer.token):*", "--rate-limit", "0", "--log-level", logLevel,
+        ] + arguments
         let pipe = Pipe()
+        let errors = Pipe()
         process.standardOutput = pipe
-        process.standardError = FileHandle.standardError
+        process.standardError = errors
         let output = self.output
         pipe.fileHandleForReading.readabilityHandler = { handle in
             let text = String(decoding: handle.availableData, as: UTF8.self)
             output.text.withLock { $0 += text }
+        }
+        errors.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            FileHandle.standardError.write(data)
+            output.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
         try process.run()
         self.process = process
@@ -49,6 +59,25 @@ final class ServerProcess: Sendable {
     }
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    /// Everything the server wrote so far (standard output and its log).
+    var outputText: String { output.text.withLock { $0 } }
+
+    /// Sends `signal` (SIGHUP, say) to the server.
+    func send(_ signal: Int32) {
+        Foundation.kill(process.processIdentifier, signal)
+    }
+
+    /// Waits until the server's output contains `text` `count` times, for at most `limit`.
+    /// - Returns: whether it did.
+    func waitForOutput(_ text: String, count: Int = 1, within limit: Duration = .seconds(10)) async throws -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if outputText.components(separatedBy: text).count - 1 >= count { return true }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
 
     /// SIGKILL: no shutdown, no flush.
     func kill() async {

@@ -98,7 +98,7 @@ struct JSONWriter {
 }
 
 /// Standard base64 with padding (RFC 4648 §4); decoding is strict.
-enum Base64 {
+package enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
     private static let lookup: [UInt8] = {
         var table = [UInt8](repeating: 0xFF, count: 256)
@@ -106,7 +106,7 @@ enum Base64 {
         return table
     }()
 
-    static func encode(_ data: [UInt8]) -> String {
+    package static func encode(_ data: [UInt8]) -> String {
         var out = [UInt8]()
         out.reserveCapacity((data.count + 2) / 3 * 4)
         var index = 0
@@ -126,7 +126,42 @@ enum Base64 {
         return String(decoding: out, as: UTF8.self)
     }
 
-    static func decode(_ text: String) -> [UInt8]? {
+    /// Encodes base64url without padding (RFC 4648 §5).
+    package static func encode(url data: [UInt8]) -> String {
+        String(
+            decoding: encode(data).utf8.compactMap { char -> UInt8? in
+                switch char {
+                case UInt8(ascii: "+"): return UInt8(ascii: "-")
+                case UInt8(ascii: "/"): return UInt8(ascii: "_")
+                case UInt8(ascii: "="): return nil
+                default: return char
+                }
+            }, as: UTF8.self
+        )
+    }
+
+    /// Decodes base64url without padding (RFC 4648 §5, as in JWTs and JWKs).
+    package static func decode(url text: String) -> [UInt8]? {
+        var standard: [UInt8] = []
+        standard.reserveCapacity(text.utf8.count + 2)
+        for char in text.utf8 {
+            switch char {
+            case UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "/"): return nil
+            case UInt8(ascii: "-"): standard.append(UInt8(ascii: "+"))
+            case UInt8(ascii: "_"): standard.append(UInt8(ascii: "/"))
+            default: standard.append(char)
+            }
+        }
+        switch standard.count % 4 {
+        case 0: break
+        case 2: standard += Array("==".utf8)
+        case 3: standard.append(UInt8(ascii: "="))
+        default: return nil
+        }
+        return decode(String(decoding: standard, as: UTF8.self))
+    }
+
+    package static func decode(_ text: String) -> [UInt8]? {
         let chars = Array(text.utf8)
         guard chars.count % 4 == 0 else { return nil }
         var out = [UInt8]()

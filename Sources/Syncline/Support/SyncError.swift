@@ -131,12 +131,16 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
     public var nativeCode: Int32?
     /// The limit that was passed, for limit errors (sent as `"limit"` in protocol errors).
     public var limit: Int?
+    /// Which rule refused a request, for authentication errors (`"token_expired"`, `"bad_signature"`;
+    /// sent as `"reason"` in protocol errors).
+    public var reason: String?
 
-    public init(_ code: Code, _ message: String, nativeCode: Int32? = nil, limit: Int? = nil) {
+    public init(_ code: Code, _ message: String, nativeCode: Int32? = nil, limit: Int? = nil, reason: String? = nil) {
         self.code = code
         self.message = message
         self.nativeCode = nativeCode
         self.limit = limit
+        self.reason = reason
     }
 
     public var description: String {

@@ -53,8 +53,19 @@ struct ProtocolHandler: Sendable {
         } onUpgrade: { inbound, outbound, context in
             // The upgrade check above already refused an invalid namespace; this cannot fail.
             guard let name = context.requestContext.parameters.get("ns"), let namespace = try? Namespace(name) else { return }
+            // The same credentials again, for the token's expiry: the session ends when it does. A
+            // token that stopped verifying since the upgrade check (a key rotated out) ends it now.
+            let expiresAt: UInt64?
+            do {
+                expiresAt = try configuration.authenticator.authenticate(
+                    context.request.headers[.authorization], namespace: namespace, now: configuration.clock()
+                ).expiresAt
+            } catch {
+                expiresAt = 0
+            }
             let session = LiveSession(
-                namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: context.logger
+                namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: context.logger,
+                expiresAt: expiresAt
             )
             await session.run(inbound: inbound, outbound: outbound)
         }
@@ -79,11 +90,14 @@ struct ProtocolHandler: Sendable {
         }
     }
 
+    /// Authenticates (static token or JWT, see ``Authenticator``) and rate-limits a request.
     private func authorize(_ request: Request, _ context: BasicWebSocketRequestContext) throws(SyncError) -> Namespace {
         let name = context.parameters.get("ns") ?? ""
         let namespace = try Namespace(name)
-        let token = try configuration.tokens.authorize(request.headers[.authorization], namespace: namespace)
-        if let limiter, let wait = limiter.take(token) {
+        let grant = try configuration.authenticator.authenticate(
+            request.headers[.authorization], namespace: namespace, now: configuration.clock()
+        )
+        if let limiter, let wait = limiter.take(grant.rateKey) {
             throw SyncError(.rateLimited, "too many requests for this token; retry in \(wait) s", limit: wait)
         }
         return namespace
@@ -183,6 +197,7 @@ struct ProtocolHandler: Sendable {
     func errorResponse(_ error: SyncError) -> Response {
         var json = "{\"error\":{\"code\":\(Self.quoted(error.code.description)),\"message\":\(Self.quoted(error.message))"
         if let limit = error.limit { json += ",\"limit\":\(limit)" }
+        if let reason = error.reason { json += ",\"reason\":\(Self.quoted(reason))" }
         if error.code == .clockSkew { json += ",\"serverTime\":\(configuration.clock())" }
         json += "}}"
         var headers: HTTPFields = [.contentType: "application/json"]

@@ -12,17 +12,36 @@ import Syncline
 /// Bounded memory with a slow reader: the session keeps only the position it has delivered and
 /// reads the next page from the backend when the previous one was written (a write waits while
 /// the socket is not writable), so nothing queues up in the server for a client that does not read.
+///
+/// A session opened with a JWT ends when the token does (its `exp` plus the leeway): the server
+/// sends an `error` message (code `unauthorized`, the message starting with `token_expired`) and
+/// closes with ``tokenExpiredCloseCode`` (4001) and the reason `token_expired`; the client
+/// reconnects with a fresh token.
 struct LiveSession: Sendable {
+    /// The close code for a session whose token expired (4000–4999 is for applications, RFC 6455 §7.4.2).
+    static let tokenExpiredCloseCode = WebSocketErrorCode(codeNumber: 4001)
+    /// The close reason sent with ``tokenExpiredCloseCode``.
+    static let tokenExpiredReason = "token_expired"
+
     let namespace: Namespace
     let backend: any ServerBackend
     let configuration: SyncServerConfiguration
     let metrics: ServerMetrics
     let logger: Logger
+    /// Unix milliseconds when the token the socket was opened with stops being valid; `nil` for a
+    /// token that does not expire.
+    var expiresAt: UInt64?
 
     /// The client's frame kind, used for every answer.
     enum Framing: Sendable { case json, binary }
 
     private enum Part: Sendable { case reader, deliverer, timer }
+
+    /// The error that ends a session whose token expired.
+    static let tokenExpired = SyncError(
+        .unauthorized, "token_expired: the token this connection was opened with expired; reconnect with a fresh one",
+        reason: tokenExpiredReason
+    )
 
     func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
         metrics.liveConnections.increment(by: 1)
@@ -66,6 +85,15 @@ struct LiveSession: Sendable {
                 }
                 return .timer
             }
+            if let expiresAt {
+                group.addTask {
+                    // In steps of at most a day, so a far-away exp never overflows a deadline.
+                    while case let now = configuration.clock(), expiresAt > now {
+                        try await Task.sleep(for: .milliseconds(min(expiresAt - now, 86_400_000)))
+                    }
+                    throw Self.tokenExpired
+                }
+            }
             // The reader ending (the client closed) or a failure ends the session. The socket is
             // closed before the group waits for its other parts, so a reader blocked on a
             // silent client ends too.
@@ -83,6 +111,8 @@ struct LiveSession: Sendable {
 
     private func end(after error: any Error, sender: LiveSender) async {
         switch error {
+        case let error as SyncError where error.reason == Self.tokenExpiredReason:
+            await sender.fail(error, framing: await sender.framing, close: Self.tokenExpiredCloseCode, reason: Self.tokenExpiredReason)
         case let error as SyncError:
             let code: WebSocketErrorCode = error.code == .malformedInput ? .protocolError : .policyViolation
             await sender.fail(error, framing: await sender.framing, close: code)
@@ -203,14 +233,14 @@ actor LiveSender {
         }
     }
 
-    /// Reports an error to the client and closes with `code`.
-    func fail(_ error: SyncError, framing: LiveSession.Framing, close code: WebSocketErrorCode) async {
+    /// Reports an error to the client and closes with `code` and `reason` (the error's message by default).
+    func fail(_ error: SyncError, framing: LiveSession.Framing, close code: WebSocketErrorCode, reason: String? = nil) async {
         do {
             try await send(.error(code: error.code.description, message: error.message, batch: nil), framing: framing)
         } catch {
             // The socket is already gone: nothing to report to.
         }
-        await close(code, error.message)
+        await close(code, reason ?? error.message)
     }
 
     func close(_ code: WebSocketErrorCode, _ reason: String) async {

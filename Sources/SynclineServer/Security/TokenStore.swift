@@ -38,21 +38,8 @@ public struct TokenStore: Sendable {
         grants[token, default: []].formUnion(namespaces)
     }
 
-    /// Checks an `Authorization` header value for a namespace.
-    /// - Throws: ``SyncError`` `.unauthorized` (no or unknown token, HTTP 401) or `.forbidden`
-    ///   (a valid token for other namespaces, HTTP 403).
-    /// - Returns: the token, for rate limiting.
-    public func authorize(_ header: String?, namespace: Namespace) throws(SyncError) -> String {
-        guard let header, header.hasPrefix("Bearer ") else {
-            throw SyncError(.unauthorized, "an Authorization: Bearer <token> header is required")
-        }
-        let token = String(header.dropFirst("Bearer ".count))
-        guard let allowed = grants[token] else { throw SyncError(.unauthorized, "the token is not valid") }
-        guard allowed.contains("*") || allowed.contains(namespace.rawValue) else {
-            throw SyncError(.forbidden, "the token may not use namespace \(namespace.rawValue)")
-        }
-        return token
-    }
+    /// The namespaces a token may use (`"*"` for all), or `nil` for an unknown token.
+    public func namespaces(for token: String) -> Set<String>? { grants[token] }
 }
 
 extension Value {
