@@ -42,7 +42,7 @@ struct QueryPlanTests {
     static let ns = SQLiteValue.text("team")
     static let collection = SQLiteValue.text("todos")
 
-    /// The server backend's statements (Sources/SynclineServer/Backend/SQLiteBackend.swift).
+    /// The server backend's statements (Sources/SynclineServer/Backend/SQLiteBackend*.swift).
     static let backend: [String: Expectation] = [
         "BEGIN": .init(access: .none, bindings: []),
         "BEGIN IMMEDIATE": .init(access: .none, bindings: []),
@@ -50,7 +50,8 @@ struct QueryPlanTests {
         "ROLLBACK": .init(access: .none, bindings: []),
         "PRAGMA application_id": .init(access: .onOpen, bindings: []),
         "SELECT count(*) FROM sqlite_master": .init(access: .onOpen, bindings: []),
-        "SELECT head, horizon, applied FROM namespaces WHERE ns = ?1": .init(access: .point("ns=?"), bindings: [ns]),
+        "PRAGMA user_version": .init(access: .onOpen, bindings: []),
+        "SELECT head, horizon, applied, epoch FROM namespaces WHERE ns = ?1": .init(access: .point("ns=?"), bindings: [ns]),
         "SELECT result FROM applied WHERE ns = ?1 AND id = ?2":
             .init(access: .point("ns=? AND id=?"), bindings: [ns, .blob(Array(repeating: 7, count: 16))]),
         "SELECT state FROM records WHERE ns = ?1 AND collection = ?2 AND id = ?3":
@@ -59,10 +60,21 @@ struct QueryPlanTests {
             .init(access: .none, bindings: [ns, collection, .text("r1"), .integer(9), .integer(0), .integer(0), .blob([1])]),
         "INSERT OR REPLACE INTO applied(ns, id, ord, result) VALUES (?1, ?2, ?3, ?4)":
             .init(access: .none, bindings: [ns, .blob(Array(repeating: 7, count: 16)), .integer(9), .blob([1])]),
-        "INSERT INTO namespaces(ns, head, horizon, applied) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(ns) DO UPDATE SET head = ?2, applied = ?4":
-            .init(access: .none, bindings: [ns, .integer(9), .integer(0), .integer(9)]),
-        "INSERT INTO namespaces(ns, head, horizon, applied) VALUES (?1, 0, ?2, 0) ON CONFLICT(ns) DO UPDATE SET horizon = max(horizon, ?2)":
-            .init(access: .none, bindings: [ns, .integer(9)]),
+        "INSERT INTO namespaces(ns, head, horizon, applied, epoch) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(ns) DO UPDATE SET head = ?2, applied = ?4":
+            .init(access: .none, bindings: [ns, .integer(9), .integer(0), .integer(9), .integer(77)]),
+        "INSERT INTO namespaces(ns, head, horizon, applied, epoch) VALUES (?1, 0, ?2, 0, ?3) ON CONFLICT(ns) DO UPDATE SET horizon = max(horizon, ?2)":
+            .init(access: .none, bindings: [ns, .integer(9), .integer(77)]),
+        "SELECT value FROM server_meta WHERE name = ?1": .init(access: .point("name=?"), bindings: [.text("default_epoch")]),
+        "INSERT OR REPLACE INTO server_meta(name, value) VALUES (?1, ?2)":
+            .init(access: .none, bindings: [.text("default_epoch"), .integer(77)]),
+        // The restore fence (with the server stopped, or once at start) and the schema upgrade.
+        "SELECT ns, head, horizon FROM namespaces": .init(
+            access: .wholeAnswer("the restore fence moves every namespace, once per restore"), bindings: []),
+        "UPDATE namespaces SET head = ?2, horizon = ?3, epoch = ?4 WHERE ns = ?1":
+            .init(access: .point("ns=?"), bindings: [ns, .integer(9), .integer(9), .integer(77)]),
+        "SELECT count(*) FROM pragma_table_info('namespaces') WHERE name = 'epoch'": .init(access: .onOpen, bindings: []),
+        "SELECT ns FROM namespaces WHERE epoch = 0": .init(access: .onOpen, bindings: []),
+        "UPDATE namespaces SET epoch = ?2 WHERE ns = ?1": .init(access: .point("ns=?"), bindings: [ns, .integer(77)]),
         // Forgets the applied ids that fell out of the idempotency window: the oldest ones.
         "DELETE FROM applied WHERE ns = ?1 AND ord <= ?2": .init(access: .delta("ns=? AND ord<?"), bindings: [ns, .integer(3)]),
         // The pull: the page, and the count of what remains after it.
@@ -132,17 +144,19 @@ struct QueryPlanTests {
             _ = try await backend.applyValidated(ChangeBatch(changes: changes), namespace: namespace)
         }
         _ = try await backend.applyValidated(ChangeBatch(changes: [Sample.change(1, record: "r0", fields: ["n": 1])]), namespace: namespace)
+        let epoch = try await backend.epoch(namespace: namespace)
         for (after, position) in [(UInt64(0), UInt64(0)), (1_000, 1_000), (1_000, 1_500)] {
             for collections in [nil, Set([Sample.collection()])] {
                 _ = try await backend.pull(
-                    namespace: namespace, after: after, from: position, limit: 100, collections: collections, configuration: .init()
+                    namespace: namespace, after: after, from: position, limit: 100, collections: collections, epoch: epoch,
+                    configuration: .init()
                 )
             }
         }
         _ = try await backend.head(namespace: namespace)
         _ = try await backend.purgeTombstones(olderThan: 1_700_000_000_100)
 
-        let source = try Self.statements(in: "Sources/SynclineServer/Backend/SQLiteBackend.swift")
+        let source = try Self.statements(in: "Sources/SynclineServer/Backend", filesStartingWith: "SQLiteBackend")
         let prepared = await backend.preparedSQL()
         try await Self.check(
             source: source, prepared: prepared, expectations: Self.backend,
@@ -187,7 +201,7 @@ struct QueryPlanTests {
         bob.close()
 
         let reopened = try SQLiteStore(path: path)
-        let source = try Self.statements(in: "Sources/SynclineSQLite/SQLiteStore.swift")
+        let source = try Self.statements(in: "Sources/SynclineSQLite", filesStartingWith: "SQLiteStore")
         try await Self.check(
             source: source, prepared: prepared, expectations: Self.store,
             plan: { sql, bindings in try reopened.queryPlan(sql, bindings: bindings) }
@@ -253,12 +267,21 @@ struct QueryPlanTests {
         }
     }
 
-    /// The SQL literals passed to `statement(…)` or `integer(…)` in a source file of the package.
-    static func statements(in relativePath: String) throws -> Set<String> {
+    /// The SQL literals passed to `statement(…)` or `integer(…)` in the Swift files of a folder
+    /// of the package whose names start with `prefix` (a type and its extensions).
+    static func statements(in folder: String, filesStartingWith prefix: String) throws -> Set<String> {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let text = try String(contentsOf: root.appendingPathComponent(relativePath), encoding: .utf8)
+        let directory = root.appendingPathComponent(folder)
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            .filter { $0.hasPrefix(prefix) && $0.hasSuffix(".swift") }
+        #expect(!files.isEmpty, "no \(prefix)*.swift in \(folder)")
         let pattern = try NSRegularExpression(pattern: #"\b(?:statement|integer)\(\s*(?://[^\n]*\n\s*)*"((?:[^"\\]|\\.)*)""#)
-        let matches = pattern.matches(in: text, range: NSRange(text.startIndex..., in: text))
-        return Set(matches.compactMap { Range($0.range(at: 1), in: text).map { String(text[$0]) } })
+        var found: Set<String> = []
+        for file in files {
+            let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
+            let matches = pattern.matches(in: text, range: NSRange(text.startIndex..., in: text))
+            found.formUnion(matches.compactMap { Range($0.range(at: 1), in: text).map { String(text[$0]) } })
+        }
+        return found
     }
 }
