@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
 import NIOCore
+import NIOSSL
 public import Syncline
 import Synchronization
 import HTTPTypes
@@ -34,11 +35,16 @@ public final class WebSocketTransport: SyncTransport {
         public var maxBackoff: Duration
         /// Pages kept for the reconciler; older ones are dropped (it then pulls over REST). Default 16.
         public var bufferedPages: Int
+        /// The certificates trusted for `https://` (`wss://`), the socket and the REST fallback alike.
+        /// Default: the system's.
+        public var trust: ServerTrust
 
         public init(
             wire: WireCodec = WireCodec(), maxMessageBytes: Int = 16 << 20, ackTimeout: Duration = .seconds(30),
-            initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(30), bufferedPages: Int = 16
+            initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(30), bufferedPages: Int = 16,
+            trust: ServerTrust = .system
         ) {
+            self.trust = trust
             self.wire = wire
             self.maxMessageBytes = maxMessageBytes
             self.ackTimeout = ackTimeout
@@ -86,7 +92,8 @@ public final class WebSocketTransport: SyncTransport {
     private let heads = HeadBroadcaster()
 
     /// - Parameter url: the server's base URL (`http://host:port`); the socket goes to
-    ///   `ws://host:port/v1/ns/{ns}/live`.
+    ///   `ws://host:port/v1/ns/{ns}/live` (`https://` goes to `wss://`, trusting
+    ///   ``Configuration/trust``).
     public init(
         url: String, namespace: Namespace, token: @escaping TokenProvider, configuration: Configuration = Configuration(),
         logger: Logger = Logger(label: "syncline.websocket")
@@ -95,7 +102,7 @@ public final class WebSocketTransport: SyncTransport {
         self.namespace = namespace
         self.configuration = configuration
         self.logger = logger
-        rest = RESTTransport(url: base, namespace: namespace, token: token, configuration: .init(wire: configuration.wire))
+        rest = RESTTransport(url: base, namespace: namespace, token: token, configuration: .init(wire: configuration.wire, trust: configuration.trust))
         let scheme = base.hasPrefix("https://") ? "wss://" : "ws://"
         let hostPart = base.replacingOccurrences(of: "https://", with: "").replacingOccurrences(of: "http://", with: "")
         liveURL = "\(scheme)\(hostPart)/v1/ns/\(namespace.rawValue)/live"
@@ -258,7 +265,10 @@ public final class WebSocketTransport: SyncTransport {
         var clientConfiguration = WebSocketClientConfiguration(maxFrameSize: configuration.maxMessageBytes)
         clientConfiguration.additionalHeaders[.authorization] = "Bearer \(token)"
         do {
-            try await WebSocketClient.connect(url: liveURL, configuration: clientConfiguration, logger: logger) { inbound, outbound, _ in
+            try await WebSocketClient.connect(
+                url: liveURL, configuration: clientConfiguration,
+                tlsConfiguration: configuration.trust == .system ? nil : configuration.trust.tlsConfiguration, logger: logger
+            ) { inbound, outbound, _ in
                 let cursor = self.state.withLock { $0.cursor } ?? 0
                 try await self.send(.hello(cursor: cursor), on: outbound)
                 for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {

@@ -12,6 +12,7 @@ import SynclineServer
 /// ```
 /// syncline-server --host 127.0.0.1 --port 8080 --data ./syncline-data --tokens tokens.json
 /// syncline-server --dev-token secret:alice,team      # grant a token on the command line
+/// syncline-server --tls-cert server.pem --tls-key server.key   # HTTPS and WSS
 /// ```
 @main
 struct SynclineServerCommand: AsyncParsableCommand {
@@ -53,6 +54,28 @@ struct SynclineServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a graceful shutdown (SIGTERM, SIGINT) may take before open connections are cut.")
     var shutdownTimeout: Int = 10
 
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain (server certificate first): serve HTTPS and WSS. Needs --tls-key.")
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.")
+    var tlsKey: String?
+
+    @Option(help: "Seconds an HTTP connection may stay idle (no request, or a stalled one) before it is closed (0: never).")
+    var idleTimeout: Double = 60
+
+    @Option(help: "Seconds a client has to finish sending a request's line and headers (0: no limit).")
+    var headerTimeout: Double = 10
+
+    @Option(help: "Most connections open at once; more are answered 503 and closed (0: no cap).")
+    var maxConnections = 10_000
+
+    func validate() throws {
+        guard (tlsCertificate == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        guard idleTimeout >= 0, headerTimeout >= 0, maxConnections >= 0 else {
+            throw ValidationError("--idle-timeout, --header-timeout and --max-connections cannot be negative")
+        }
+    }
+
     func run() async throws {
         var logger = Logger(label: "syncline-server")
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
@@ -79,11 +102,18 @@ struct SynclineServerCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let path = URL(fileURLWithPath: data).appendingPathComponent("syncline.sqlite").path
         let backend = try SQLiteBackend(path: path, configuration: .init(durability: durable ? .power : .app))
-        let configuration = SyncServerConfiguration(
+        var configuration = SyncServerConfiguration(
             engine: .init(maxBatchChanges: maxBatch), tokens: store,
             rateLimit: rateLimit > 0 ? .init(perSecond: rateLimit, burst: rateLimit * 2) : nil,
             tombstoneRetention: tombstoneRetentionDays > 0 ? .seconds(tombstoneRetentionDays * 86_400) : nil
         )
+        if let tlsCertificate, let tlsKey {
+            // ServerTLS.reload() re-reads both files (for SIGHUP).
+            configuration.tls = try ServerTLS(certificatePath: tlsCertificate, keyPath: tlsKey, logger: logger)
+        }
+        configuration.idleTimeout = idleTimeout > 0 ? .milliseconds(Int64(idleTimeout * 1_000)) : nil
+        configuration.headerTimeout = headerTimeout > 0 ? .milliseconds(Int64(headerTimeout * 1_000)) : nil
+        configuration.maxConnections = maxConnections > 0 ? maxConnections : nil
         let app = SyncServer.application(
             backend: backend, configuration: configuration, host: host, port: port, logger: logger
         ) { port in

@@ -1,0 +1,155 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import Syncline
+import SynclineNetwork
+import SynclineServer
+import SynclineTesting
+import Testing
+
+@Suite("TLS: https and wss", .timeLimit(.minutes(1)))
+struct TLSTests {
+    static let logger = Logger(label: "tls-test")
+
+    /// The test configuration serving `certificates`.
+    static func configuration(_ tls: ServerTLS) -> SyncServerConfiguration {
+        var configuration = LiveServer.configuration()
+        configuration.tls = tls
+        return configuration
+    }
+
+    static func serverTLS(_ certificates: TestCertificates) throws -> ServerTLS {
+        try ServerTLS(certificatePath: certificates.certificatePath, keyPath: certificates.keyPath, logger: logger)
+    }
+
+    @Test func aDeviceSyncsOverHTTPSAndAnotherOverWSS() async throws {
+        try await TestCertificates.withDirectory { directory in
+            let certificates = try TestCertificates.make(in: directory)
+            try await LiveServer.with(configuration: Self.configuration(try Self.serverTLS(certificates)), trust: try certificates.trust()) { server in
+                #expect(server.baseURL.hasPrefix("https://"))
+                let namespace = try Namespace("team")
+                let overREST = try SyncClient(
+                    namespace: namespace, store: InMemoryStore(),
+                    transport: .rest(server.baseURL, token: { LiveServer.token }, trust: server.trust)
+                )
+                let socket = server.webSocket(namespace)
+                let overSocket = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: socket)
+                try await overREST.upsert(Sample.key("a"), fields: ["via": "https"])
+                #expect(try await overREST.sync().pushed == 1)
+                try await overSocket.upsert(Sample.key("b"), fields: ["via": "wss"])
+                #expect(try await overSocket.sync().pushed == 1)
+                #expect(socket.isConnected, "the live socket is up over wss")
+                _ = try await overREST.sync()
+                _ = try await overSocket.sync()
+                #expect(try await overREST.record(Sample.key("b"))?.visibleFields["via"] == "wss")
+                #expect(try await overSocket.record(Sample.key("a"))?.visibleFields["via"] == "https")
+                #expect(socket.statistics.connections == 1)
+                overSocket.close()
+            }
+        }
+    }
+
+    @Test func plainHTTPToTheTLSPortIsRefusedCleanlyAndTLSClientsAreStillServed() async throws {
+        try await TestCertificates.withDirectory { directory in
+            let certificates = try TestCertificates.make(in: directory)
+            try await LiveServer.with(configuration: Self.configuration(try Self.serverTLS(certificates)), trust: try certificates.trust()) { server in
+                let namespace = try Namespace("team")
+                // Tried: a plain HTTP request, byte for byte, to the TLS port.
+                let raw = try await RawConnection.run(port: server.port, deadline: .seconds(10)) { outbound in
+                    try await outbound.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                }
+                #expect(raw.closedByServer, "the server closes the connection instead of waiting")
+                #expect(!raw.text.hasPrefix("HTTP/"), "no plain HTTP answer leaks out: \(raw.text)")
+                // Tried: the REST transport given an http:// URL for the TLS port: a clear error, no hang.
+                let plain = RESTTransport(
+                    url: "http://127.0.0.1:\(server.port)", namespace: namespace, token: { LiveServer.token },
+                    configuration: .init(timeout: .seconds(10))
+                )
+                let error = await #expect(throws: SyncError.self) { try await plain.pull(after: 0, from: 0, limit: 10) }
+                #expect(error?.code == .transportUnavailable)
+                // The server is still up and serving TLS clients.
+                let device = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: server.rest(namespace))
+                try await device.upsert(Sample.key("after-plain"), fields: ["ok": true])
+                #expect(try await device.sync().pushed == 1)
+            }
+        }
+    }
+
+    @Test func aClientRefusesACertificateItDoesNotTrust() async throws {
+        try await TestCertificates.withDirectory { directory in
+            let certificates = try TestCertificates.make(in: directory)
+            let stranger = try TestCertificates.make(in: directory, prefix: "stranger", commonName: "Another CA")
+            try await LiveServer.with(configuration: Self.configuration(try Self.serverTLS(certificates))) { server in
+                let namespace = try Namespace("team")
+                // Tried: the system's roots (which do not hold the test CA), and another CA.
+                for trust in [ServerTrust.system, try stranger.trust()] {
+                    let transport = RESTTransport(
+                        url: server.baseURL, namespace: namespace, token: { LiveServer.token }, configuration: .init(timeout: .seconds(10), trust: trust)
+                    )
+                    let error = await #expect(throws: SyncError.self) {
+                        try await transport.push(ChangeBatch(changes: [Sample.change(1, record: "r1", fields: ["v": 1])]))
+                    }
+                    #expect(error?.code == .transportUnavailable)
+                }
+                #expect(try await server.backend.head(namespace: namespace) == 0, "nothing was sent to an untrusted server")
+            }
+        }
+    }
+
+    @Test func aReloadServesTheNewCertificateToNewConnectionsAndKeepsOpenOnes() async throws {
+        try await TestCertificates.withDirectory { directory in
+            let first = try TestCertificates.make(in: directory)
+            let second = try TestCertificates.make(in: directory, prefix: "next", commonName: "Syncline test CA 2")
+            let tls = try Self.serverTLS(first)
+            try await LiveServer.with(configuration: Self.configuration(tls), trust: try first.trust()) { server in
+                let namespace = try Namespace("team")
+                // A live socket opened with the first certificate.
+                let socket = server.webSocket(namespace)
+                let live = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: socket)
+                try await live.upsert(Sample.key("before"), fields: ["n": 1])
+                #expect(try await live.sync().pushed == 1)
+                #expect(socket.isConnected)
+
+                let firstKey = try Data(contentsOf: URL(fileURLWithPath: first.keyPath))
+                try second.install(over: first)
+                try tls.reload()
+
+                // New connections (a client with no pooled connection) see the second certificate.
+                func newConnectionSucceeds(trusting trust: ServerTrust) async throws -> Bool {
+                    let client = HTTPClient(eventLoopGroupProvider: .singleton)
+                    let transport = RESTTransport(
+                        url: server.baseURL, namespace: namespace, token: { LiveServer.token },
+                        configuration: .init(timeout: .seconds(10), trust: trust), httpClient: client
+                    )
+                    let succeeded: Bool
+                    do {
+                        _ = try await transport.pull(after: 0, from: 0, limit: 1)
+                        succeeded = true
+                    } catch let error as SyncError where error.code == .transportUnavailable {
+                        succeeded = false
+                    }
+                    try await client.shutdown()
+                    return succeeded
+                }
+                #expect(try await newConnectionSucceeds(trusting: try second.trust()), "the new certificate is served")
+                #expect(try await !newConnectionSucceeds(trusting: try first.trust()), "the old certificate is no longer served")
+
+                // The socket opened before the reload still works, without reconnecting (it could not: it trusts the first CA only).
+                try await live.upsert(Sample.key("after"), fields: ["n": 2])
+                #expect(try await live.sync().pushed == 1)
+                #expect(socket.statistics.connections == 1)
+                live.close()
+
+                // Tried: reloading a file that is not a certificate, and a key that does not match the
+                // certificate. Both throw, and the server keeps serving the second certificate.
+                try Data("not a certificate".utf8).write(to: URL(fileURLWithPath: first.certificatePath))
+                #expect(throws: SyncError.self) { try tls.reload() }
+                try second.install(over: first)
+                try firstKey.write(to: URL(fileURLWithPath: first.keyPath))  // the second certificate with the first key
+                #expect(throws: SyncError.self) { try tls.reload() }
+                #expect(try await newConnectionSucceeds(trusting: try second.trust()), "a failed reload keeps the current certificate")
+            }
+        }
+    }
+}
