@@ -1,5 +1,5 @@
 public import NIOSSL
-public import Syncline
+import Syncline
 
 /// Which certificates a client trusts when it talks to an `https://` (and `wss://`) server.
 ///

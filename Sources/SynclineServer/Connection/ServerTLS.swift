@@ -1,6 +1,6 @@
-import Logging
-public import NIOSSL
-public import Syncline
+public import Logging
+import NIOSSL
+import Syncline
 import Synchronization
 
 /// The server's TLS certificate and private key, read from PEM files, that can be read again
