@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOHTTP1
 import Syncline
 import SynclineNetwork
 import SynclineServer

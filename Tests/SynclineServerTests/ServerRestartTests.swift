@@ -15,13 +15,13 @@ final class ServerProcess: Sendable {
     private let output = Output()
     let port: Int
 
-    /// Starts the server and waits for its "listening" line.
-    init(data: String, port: Int = 0) async throws {
+    /// Starts the server (with `arguments` added) and waits for its "listening" line.
+    init(data: String, port: Int = 0, arguments: [String] = []) async throws {
         let process = Process()
         process.executableURL = try Self.executable()
         process.arguments = [
             "--port", String(port), "--data", data, "--dev-token", "\(LiveServer.token):*", "--rate-limit", "0", "--log-level", "error",
-        ]
+        ] + arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.standardError

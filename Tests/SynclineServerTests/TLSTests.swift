@@ -153,3 +153,46 @@ struct TLSTests {
         }
     }
 }
+
+@Suite("syncline-server with TLS", .timeLimit(.minutes(1)))
+struct TLSCommandTests {
+    @Test func theCommandServesHTTPSFromPEMFiles() async throws {
+        try await TestCertificates.withDirectory { directory in
+            let certificates = try TestCertificates.make(in: directory)
+            let server = try await ServerProcess(
+                data: directory.appendingPathComponent("data").path,
+                arguments: ["--tls-cert", certificates.certificatePath, "--tls-key", certificates.keyPath]
+            )
+            let namespace = try Namespace("team")
+            let device = try SyncClient(
+                namespace: namespace, store: InMemoryStore(),
+                transport: .webSocket("https://127.0.0.1:\(server.port)", token: { LiveServer.token }, trust: try certificates.trust())
+            )
+            try await device.upsert(Sample.key("over-tls"), fields: ["ok": true])
+            #expect(try await device.sync().pushed == 1)
+            device.close()
+            #expect(await server.terminate(within: .seconds(20)))
+        }
+    }
+
+    @Test func theCommandRefusesToStartWithIncompleteOrUnreadableTLSFiles() async throws {
+        try await TestCertificates.withDirectory { directory in
+            let certificates = try TestCertificates.make(in: directory)
+            let garbage = directory.appendingPathComponent("garbage.pem").path
+            try Data("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n".utf8).write(to: URL(fileURLWithPath: garbage))
+            // Tried: a certificate without a key, a key without a certificate, a key file that is not
+            // a key, and a certificate file that does not exist. Each stops the server before it listens.
+            let attempts: [[String]] = [
+                ["--tls-cert", certificates.certificatePath],
+                ["--tls-key", certificates.keyPath],
+                ["--tls-cert", certificates.certificatePath, "--tls-key", garbage],
+                ["--tls-cert", directory.appendingPathComponent("missing.pem").path, "--tls-key", certificates.keyPath],
+            ]
+            for arguments in attempts {
+                await #expect(throws: SyncError.self, "\(arguments)") {
+                    _ = try await ServerProcess(data: directory.appendingPathComponent("data").path, arguments: arguments)
+                }
+            }
+        }
+    }
+}
