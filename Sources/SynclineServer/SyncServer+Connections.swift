@@ -14,7 +14,7 @@ extension SyncServer {
         let headerTimeout = configuration.headerTimeout
         let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
             http1: .init(
-                additionalChannelHandlers: headerTimeout == nil ? [] : [RequestHeadTimeoutSignalHandler()],
+                additionalChannelHandlers: [RequestHeadTimeoutSignalHandler()],
                 idleTimeout: configuration.idleTimeout.map { TimeAmount($0) }
             ),
             ws: .init(

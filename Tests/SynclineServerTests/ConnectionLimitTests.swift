@@ -89,7 +89,7 @@ struct ConnectionLimitTests {
             let device = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: socket)
             try await device.upsert(Sample.key("before"), fields: ["n": 1])
             #expect(try await device.sync().pushed == 1)
-            #expect(socket.isConnected)
+            try await socket.waitUntilConnected()
             // Quiet for three times both timeouts: only the socket's own ping/pong may end it (it does not).
             try await Task.sleep(for: .seconds(3))
             #expect(socket.isConnected, "the live session survived the HTTP timeouts")

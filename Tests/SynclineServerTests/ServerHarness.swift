@@ -76,3 +76,14 @@ extension LiveServer {
         )
     }
 }
+
+extension WebSocketTransport {
+    /// Waits for the socket to open (it opens once the device's cursor is known: its first pull).
+    func waitUntilConnected(within limit: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + limit
+        while !isConnected {
+            guard ContinuousClock.now < deadline else { throw SyncError(.transportUnavailable, "the socket did not open") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}

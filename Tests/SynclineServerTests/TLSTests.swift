@@ -39,7 +39,9 @@ struct TLSTests {
                 #expect(try await overREST.sync().pushed == 1)
                 try await overSocket.upsert(Sample.key("b"), fields: ["via": "wss"])
                 #expect(try await overSocket.sync().pushed == 1)
-                #expect(socket.isConnected, "the live socket is up over wss")
+                try await socket.waitUntilConnected()  // the live socket over wss
+                try await overSocket.upsert(Sample.key("c"), fields: ["via": "wss"])
+                #expect(try await overSocket.sync().pushed == 1)
                 _ = try await overREST.sync()
                 _ = try await overSocket.sync()
                 #expect(try await overREST.record(Sample.key("b"))?.visibleFields["via"] == "wss")
@@ -109,7 +111,7 @@ struct TLSTests {
                 let live = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: socket)
                 try await live.upsert(Sample.key("before"), fields: ["n": 1])
                 #expect(try await live.sync().pushed == 1)
-                #expect(socket.isConnected)
+                try await socket.waitUntilConnected()
 
                 let firstKey = try Data(contentsOf: URL(fileURLWithPath: first.keyPath))
                 try second.install(over: first)

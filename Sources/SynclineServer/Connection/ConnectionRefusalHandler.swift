@@ -27,7 +27,7 @@ final class ConnectionRefusalHandler: ChannelInboundHandler, RemovableChannelHan
             + "Retry-After: 1\r\nConnection: close\r\n\r\n"
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: head + json))).whenComplete { _ in
-            loopBound.value.close(promise: nil)
+            RequestHeadTimeoutHandler.endBeforeRequest(loopBound.value)
         }
     }
 }

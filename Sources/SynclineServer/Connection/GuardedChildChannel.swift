@@ -35,7 +35,7 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
                 }
                 try pipeline.addHandler(ConnectionRefusalHandler(limit: limit))
             }
-            if let headerTimeout { try pipeline.addHandler(RequestHeadTimeoutHandler(timeout: headerTimeout, logger: logger)) }
+            try pipeline.addHandler(RequestHeadTimeoutHandler(timeout: headerTimeout, logger: logger))
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }

@@ -10,20 +10,24 @@ import NIOHTTPTypes
 /// counts too) and sees raw bytes; ``RequestHeadTimeoutSignalHandler``, after the HTTP codec,
 /// tells it when a head is complete and when an answer ends. A WebSocket session is never timed
 /// after its upgrade: the server's `101` ends the wait and no later request comes.
+///
+/// It also ends quietly a connection that fails before its first request head (a plain-HTTP
+/// client on a TLS port): see ``endBeforeRequest(_:)``.
 final class RequestHeadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = IOData
     typealias OutboundOut = IOData
 
-    private let timeout: TimeAmount
+    /// `nil`: no deadline (the handler still ends failed connections quietly).
+    private let timeout: TimeAmount?
     private let logger: Logger
     private var machine = StateMachine()
     private var deadline: Scheduled<Void>?
     private var context: ChannelHandlerContext?
 
-    init(timeout: Duration, logger: Logger) {
-        self.timeout = TimeAmount(timeout)
+    init(timeout: Duration?, logger: Logger) {
+        self.timeout = timeout.map { TimeAmount($0) }
         self.logger = logger
     }
 
@@ -48,6 +52,20 @@ final class RequestHeadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHan
         context.write(data, promise: promise)
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard machine.state == .awaitingHead else {
+            context.fireErrorCaught(error)
+            return
+        }
+        // Before any request: a failed TLS handshake (plain HTTP on the TLS port, an untrusted
+        // client certificate chain, garbage), or a reset. Nothing to answer; the client's fault.
+        logger.debug(
+            "closing a connection that failed before its first request",
+            metadata: ["syncline.remote": "\(context.remoteAddress?.description ?? "?")", "syncline.error": "\(error)"]
+        )
+        Self.endBeforeRequest(context)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
@@ -69,6 +87,7 @@ final class RequestHeadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHan
         switch action {
         case .startDeadline:
             deadline?.cancel()
+            guard let timeout else { return }
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             deadline = context.eventLoop.scheduleTask(in: timeout) {
                 handler.value.deadlinePassed()
@@ -81,10 +100,19 @@ final class RequestHeadTimeoutHandler: ChannelDuplexHandler, RemovableChannelHan
                 "closing a connection that did not send a request head in time",
                 metadata: ["syncline.remote": "\(context.remoteAddress?.description ?? "?")"]
             )
-            context.close(promise: nil)
+            Self.endBeforeRequest(context)
         case .none:
             break
         }
+    }
+
+    /// Closes a connection that has not sent a complete request head, as if the client had
+    /// closed its side first: the HTTP upgrade handler then ends its wait for a request as it does
+    /// for a client that goes away (Hummingbird logs that at trace) instead of failing it (logged
+    /// as an error for every such connection).
+    static func endBeforeRequest(_ context: ChannelHandlerContext) {
+        context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        context.close(promise: nil)
     }
 
     private func deadlinePassed() {
