@@ -106,6 +106,21 @@ public final class WebSocketTransport: SyncTransport {
         let scheme = base.hasPrefix("https://") ? "wss://" : "ws://"
         let hostPart = base.replacingOccurrences(of: "https://", with: "").replacingOccurrences(of: "http://", with: "")
         liveURL = "\(scheme)\(hostPart)/v1/ns/\(namespace.rawValue)/live"
+        if scheme == "wss://" && Self.isIPAddress(authority: hostPart) {
+            // The WebSocket client always sends the host as SNI, which cannot be an IP address.
+            logger.warning(
+                "wss:// cannot reach a server by IP address: the live socket will not open and this transport uses REST only; use the host name in the server's certificate",
+                metadata: ["syncline.url": "\(base)"]
+            )
+        }
+    }
+
+    /// Whether a URL's `host[:port][/path]` names the host by an IPv4 or (bracketed) IPv6 address.
+    static func isIPAddress(authority: String) -> Bool {
+        let host = authority.prefix { $0 != "/" }
+        if host.hasPrefix("[") { return true }
+        let name = host.prefix { $0 != ":" }
+        return !name.isEmpty && name.allSatisfy { $0.isNumber || $0 == "." } && name.split(separator: ".").count == 4
     }
 
     deinit {

@@ -97,6 +97,7 @@ struct ConnectionLimitTests {
             #expect(try await device.sync().pushed == 1)
             #expect(socket.statistics.connections == 1, "no reconnection was needed")
             device.close()
+            socket.close()
         }
     }
 

@@ -16,8 +16,10 @@ struct LiveServer: Sendable {
     /// Whether it serves TLS (`https`/`wss`), and the roots its clients trust.
     var secure = false
     var trust = ServerTrust.system
-    var baseURL: String { "\(secure ? "https" : "http")://127.0.0.1:\(port)" }
-    var liveURL: String { "\(secure ? "wss" : "ws")://127.0.0.1:\(port)" }
+    /// Over TLS by name: the WebSocket client sends SNI, which cannot carry an IP address.
+    var host: String { secure ? "localhost" : "127.0.0.1" }
+    var baseURL: String { "\(secure ? "https" : "http")://\(host):\(port)" }
+    var liveURL: String { "\(secure ? "wss" : "ws")://\(host):\(port)" }
 
     static let token = "test-token"
     static let otherToken = "other-token"

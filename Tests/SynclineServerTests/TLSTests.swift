@@ -48,6 +48,7 @@ struct TLSTests {
                 #expect(try await overSocket.record(Sample.key("a"))?.visibleFields["via"] == "https")
                 #expect(socket.statistics.connections == 1)
                 overSocket.close()
+                socket.close()
             }
         }
     }
@@ -142,6 +143,7 @@ struct TLSTests {
                 #expect(try await live.sync().pushed == 1)
                 #expect(socket.statistics.connections == 1)
                 live.close()
+                socket.close()
 
                 // Tried: reloading a file that is not a certificate, and a key that does not match the
                 // certificate. Both throw, and the server keeps serving the second certificate.
@@ -166,13 +168,18 @@ struct TLSCommandTests {
                 arguments: ["--tls-cert", certificates.certificatePath, "--tls-key", certificates.keyPath]
             )
             let namespace = try Namespace("team")
-            let device = try SyncClient(
-                namespace: namespace, store: InMemoryStore(),
-                transport: .webSocket("https://127.0.0.1:\(server.port)", token: { LiveServer.token }, trust: try certificates.trust())
+            let socket = WebSocketTransport(
+                url: "https://localhost:\(server.port)", namespace: namespace, token: { LiveServer.token },
+                configuration: .init(trust: try certificates.trust())
             )
-            try await device.upsert(Sample.key("over-tls"), fields: ["ok": true])
+            defer { socket.close() }
+            let device = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: socket)
+            try await device.upsert(Sample.key("over-https"), fields: ["ok": true])
+            #expect(try await device.sync().pushed == 1)  // over REST: the socket opens after the first pull
+            try await socket.waitUntilConnected()
+            try await device.upsert(Sample.key("over-wss"), fields: ["ok": true])
             #expect(try await device.sync().pushed == 1)
-            device.close()
+            #expect(socket.statistics.connections == 1, "the socket is up over wss")
             #expect(await server.terminate(within: .seconds(20)))
         }
     }
