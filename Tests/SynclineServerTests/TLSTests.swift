@@ -80,6 +80,30 @@ struct TLSTests {
         }
     }
 
+    @Test func aConnectionThatNeverStartsTheHandshakeIsClosedByTheHeaderTimeout() async throws {
+        try await TestCertificates.withDirectory { directory in
+            let certificates = try TestCertificates.make(in: directory)
+            var configuration = Self.configuration(try Self.serverTLS(certificates))
+            configuration.headerTimeout = .seconds(1)
+            configuration.idleTimeout = .seconds(30)
+            try await LiveServer.with(configuration: configuration, trust: try certificates.trust()) { server in
+                // Tried: a TCP connection to the TLS port that sends nothing (no ClientHello), and one
+                // that sends half a ClientHello record header.
+                let silent = try await RawConnection.run(port: server.port, deadline: .seconds(20))
+                #expect(silent.closedByServer)
+                let half = try await RawConnection.run(port: server.port, deadline: .seconds(20)) { outbound in
+                    try await outbound.write(ByteBuffer(bytes: [0x16, 0x03, 0x01]))
+                }
+                #expect(half.closedByServer)
+                // A TLS client is still served.
+                let namespace = try Namespace("team")
+                let device = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: server.rest(namespace))
+                try await device.upsert(Sample.key("after-silence"), fields: ["ok": true])
+                #expect(try await device.sync().pushed == 1)
+            }
+        }
+    }
+
     @Test func aClientRefusesACertificateItDoesNotTrust() async throws {
         try await TestCertificates.withDirectory { directory in
             let certificates = try TestCertificates.make(in: directory)
