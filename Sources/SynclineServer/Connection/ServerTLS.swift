@@ -1,4 +1,5 @@
 public import Logging
+import NIOCore
 import NIOSSL
 import Syncline
 import Synchronization
@@ -76,6 +77,9 @@ public final class ServerTLS: Sendable {
         )
         configuration.minimumTLSVersion = .tlsv12
         configuration.applicationProtocols = ["http/1.1"]
+        // How long a closing connection waits for the client's close_notify (NIOSSL's default, 5 s,
+        // held every graceful shutdown with idle HTTPS clients for that long).
+        configuration.shutdownTimeout = .seconds(1)
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {
