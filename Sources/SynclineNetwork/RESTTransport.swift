@@ -60,7 +60,9 @@ public final class RESTTransport: SyncTransport {
     public static let sharedHTTPClient = HTTPClient(
         eventLoopGroupProvider: .singleton,
         configuration: HTTPClient.Configuration(
-            timeout: .init(connect: .seconds(10)), decompression: .disabled
+            // Pooled connections are dropped after 30 s idle, before the server's idle timeout
+            // (60 s by default) closes them under a request about to be sent.
+            timeout: .init(connect: .seconds(10)), connectionPool: .init(idleTimeout: .seconds(30)), decompression: .disabled
         )
     )
 
