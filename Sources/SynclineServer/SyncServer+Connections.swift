@@ -4,11 +4,14 @@ import HummingbirdWebSocket
 import NIOCore
 
 extension SyncServer {
-    /// HTTP/1.1 with the WebSocket upgrade, wrapped with TLS (when configured), the connection
-    /// cap and the request-head timeout; the idle timeout is Hummingbird's own (HTTP only: a
-    /// live WebSocket session is kept by its ping/pong, never by the idle timeout).
-    static func server(router: Router<BasicWebSocketRequestContext>, configuration: SyncServerConfiguration) -> HTTPServerBuilder {
-        let webSocketResponder = router.buildResponder()
+    /// The server's HTTP/1.1 + WebSocket child channel (`makeChannel`, given the HTTP and
+    /// WebSocket settings from `configuration`), wrapped with TLS when configured, the connection
+    /// cap and the request-head timeout. The idle timeout is Hummingbird's own (HTTP only: a live
+    /// WebSocket session is kept by its ping/pong, never by the idle timeout).
+    static func connectionGuarded<Base: ServerChildChannel>(
+        _ configuration: SyncServerConfiguration,
+        _ makeChannel: @escaping @Sendable (@escaping HTTPChannelHandler.Responder, HTTP1WebSocketUpgradeChannel.Configuration) -> Base
+    ) -> HTTPServerBuilder {
         let counter = ConnectionCounter(limit: configuration.maxConnections)
         let tls = configuration.tls
         let headerTimeout = configuration.headerTimeout
@@ -23,10 +26,7 @@ extension SyncServer {
         )
         return HTTPServerBuilder { responder in
             GuardedChildChannel(
-                base: HTTP1WebSocketUpgradeChannel(
-                    responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration
-                ),
-                tls: tls, headerTimeout: headerTimeout, counter: counter
+                base: makeChannel(responder, channelConfiguration), tls: tls, headerTimeout: headerTimeout, counter: counter
             )
         }
     }

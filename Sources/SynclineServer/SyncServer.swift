@@ -88,6 +88,7 @@ public enum SyncServer {
         let protocolHandler = ProtocolHandler(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
         let router = Router(context: BasicWebSocketRequestContext.self)
         protocolHandler.addRoutes(to: router)
+        let webSocketResponder = router.buildResponder()
         var services: [any Service] = []
         if let retention = configuration.tombstoneRetention {
             services.append(
@@ -99,7 +100,9 @@ public enum SyncServer {
         }
         return Application(
             router: router,
-            server: server(router: router, configuration: configuration),
+            server: connectionGuarded(configuration) { responder, channelConfiguration in
+                HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration)
+            },
             configuration: .init(address: .hostname(host, port: port), serverName: "syncline"),
             services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
