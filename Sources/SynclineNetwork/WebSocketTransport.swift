@@ -91,9 +91,9 @@ public final class WebSocketTransport: SyncTransport {
     /// `liveHeads()` subscribers.
     private let heads = HeadBroadcaster()
 
-    /// - Parameter url: the server's base URL (`http://host:port`); the socket goes to
-    ///   `ws://host:port/v1/ns/{ns}/live` (`https://` goes to `wss://`, trusting
-    ///   ``Configuration/trust``).
+    /// - Parameter url: the server's base URL (`http://host:port`, or `ws://host:port`); the socket
+    ///   goes to `ws://host:port/v1/ns/{ns}/live` and REST to `http://host:port`. `https://` (or
+    ///   `wss://`) goes over TLS both ways, trusting ``Configuration/trust``.
     public init(
         url: String, namespace: Namespace, token: @escaping TokenProvider, configuration: Configuration = Configuration(),
         logger: Logger = Logger(label: "syncline.websocket")
@@ -102,9 +102,18 @@ public final class WebSocketTransport: SyncTransport {
         self.namespace = namespace
         self.configuration = configuration
         self.logger = logger
-        rest = RESTTransport(url: base, namespace: namespace, token: token, configuration: .init(wire: configuration.wire, trust: configuration.trust))
-        let scheme = base.hasPrefix("https://") ? "wss://" : "ws://"
-        let hostPart = base.replacingOccurrences(of: "https://", with: "").replacingOccurrences(of: "http://", with: "")
+        var hostPart = base
+        var secure = false
+        for (prefix, isSecure) in [("https://", true), ("wss://", true), ("http://", false), ("ws://", false)] where base.hasPrefix(prefix) {
+            hostPart = String(base.dropFirst(prefix.count))
+            secure = isSecure
+            break
+        }
+        rest = RESTTransport(
+            url: (secure ? "https://" : "http://") + hostPart, namespace: namespace, token: token,
+            configuration: .init(wire: configuration.wire, trust: configuration.trust)
+        )
+        let scheme = secure ? "wss://" : "ws://"
         liveURL = "\(scheme)\(hostPart)/v1/ns/\(namespace.rawValue)/live"
         if scheme == "wss://" && Self.isIPAddress(authority: hostPart) {
             // The WebSocket client always sends the host as SNI, which cannot be an IP address.

@@ -33,7 +33,11 @@ struct TLSTests {
                     namespace: namespace, store: InMemoryStore(),
                     transport: .rest(server.baseURL, token: { LiveServer.token }, trust: server.trust)
                 )
-                let socket = server.webSocket(namespace)
+                // Given a wss:// URL (an https:// one works the same: the reload test uses it).
+                #expect(server.liveURL.hasPrefix("wss://"))
+                let socket = WebSocketTransport(
+                    url: server.liveURL, namespace: namespace, token: { LiveServer.token }, configuration: .init(trust: server.trust)
+                )
                 let overSocket = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: socket)
                 try await overREST.upsert(Sample.key("a"), fields: ["via": "https"])
                 #expect(try await overREST.sync().pushed == 1)
