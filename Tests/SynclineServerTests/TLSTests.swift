@@ -31,7 +31,8 @@ struct TLSTests {
                 let namespace = try Namespace("team")
                 let overREST = try SyncClient(
                     namespace: namespace, store: InMemoryStore(),
-                    transport: .rest(server.baseURL, token: { LiveServer.token }, trust: server.trust)
+                    // By IP address: the REST transport checks the certificate's IP entry (no SNI needed).
+                    transport: .rest("https://127.0.0.1:\(server.port)", token: { LiveServer.token }, trust: server.trust)
                 )
                 // Given a wss:// URL (an https:// one works the same: the reload test uses it).
                 #expect(server.liveURL.hasPrefix("wss://"))
