@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -135,6 +136,33 @@ struct ConnectionLimitTests {
                 if !served { try await Task.sleep(for: .milliseconds(50)) }
             }
             #expect(served, "a request is served once the connections over the cap have closed")
+        }
+    }
+
+    @Test func aClientOverTheCapGetsAClearErrorOverTLS() async throws {
+        try await TestCertificates.withDirectory { directory in
+            let certificates = try TestCertificates.make(in: directory)
+            var configuration = TLSTests.configuration(try TLSTests.serverTLS(certificates))
+            configuration.maxConnections = 1
+            try await LiveServer.with(configuration: configuration, trust: try certificates.trust()) { server in
+                let namespace = try Namespace("team")
+                // The first client's kept-alive connection takes the only slot.
+                let first = server.rest(namespace)
+                _ = try await first.pull(after: 0, from: 0, limit: 1)
+                // Tried: a second client (its own connection pool) while that connection is open.
+                let client = HTTPClient(eventLoopGroupProvider: .singleton)
+                let second = RESTTransport(
+                    url: server.baseURL, namespace: namespace, token: { LiveServer.token },
+                    configuration: .init(timeout: .seconds(5), trust: server.trust), httpClient: client
+                )
+                let error = await #expect(throws: SyncError.self) { try await second.pull(after: 0, from: 0, limit: 1) }
+                try await client.shutdown()
+                #expect(error?.code == .transportUnavailable, "a 5xx is worth retrying later")
+                #expect(error?.message.contains("HTTP 503") == true, "\(String(describing: error))")
+                #expect(error?.message.contains("limit of 1 open connections") == true, "\(String(describing: error))")
+                // The first client is still served on its connection.
+                _ = try await first.pull(after: 0, from: 0, limit: 1)
+            }
         }
     }
 }
