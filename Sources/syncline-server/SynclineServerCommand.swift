@@ -71,9 +71,10 @@ struct SynclineServerCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (tlsCertificate == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
-        guard idleTimeout >= 0, headerTimeout >= 0, maxConnections >= 0 else {
-            throw ValidationError("--idle-timeout, --header-timeout and --max-connections cannot be negative")
+        guard (0...86_400).contains(idleTimeout), (0...86_400).contains(headerTimeout) else {
+            throw ValidationError("--idle-timeout and --header-timeout are seconds from 0 (off) to 86400")
         }
+        guard maxConnections >= 0 else { throw ValidationError("--max-connections cannot be negative (0: no cap)") }
     }
 
     func run() async throws {

@@ -214,18 +214,21 @@ struct TLSCommandTests {
         }
     }
 
-    @Test func theCommandRefusesToStartWithIncompleteOrUnreadableTLSFiles() async throws {
+    @Test func theCommandRefusesToStartWithBadTLSFilesOrLimits() async throws {
         try await TestCertificates.withDirectory { directory in
             let certificates = try TestCertificates.make(in: directory)
             let garbage = directory.appendingPathComponent("garbage.pem").path
             try Data("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n".utf8).write(to: URL(fileURLWithPath: garbage))
             // Tried: a certificate without a key, a key without a certificate, a key file that is not
-            // a key, and a certificate file that does not exist. Each stops the server before it listens.
+            // a key, a certificate file that does not exist, and out-of-range timeouts and cap. Each
+            // stops the server before it listens.
             let attempts: [[String]] = [
                 ["--tls-cert", certificates.certificatePath],
                 ["--tls-key", certificates.keyPath],
                 ["--tls-cert", certificates.certificatePath, "--tls-key", garbage],
                 ["--tls-cert", directory.appendingPathComponent("missing.pem").path, "--tls-key", certificates.keyPath],
+                // and timeouts and caps out of range
+                ["--idle-timeout", "inf"], ["--header-timeout=-1"], ["--idle-timeout", "1e300"], ["--max-connections=-5"],
             ]
             for arguments in attempts {
                 await #expect(throws: SyncError.self, "\(arguments)") {
