@@ -32,7 +32,7 @@ public struct SyncServerConfiguration: Sendable {
     /// Unix milliseconds (injected so tests control it).
     public var clock: @Sendable () -> UInt64
 
-    // Connections (README "Transport security and connection limits").
+    // Connections (README: "TLS and connection limits").
     /// The certificate and key to serve HTTPS and WSS with; `nil` (default) serves plain HTTP.
     public var tls: ServerTLS? = nil
     /// Closes an HTTP connection with no request for this long, or one whose request stalls (no
