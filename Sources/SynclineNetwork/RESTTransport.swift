@@ -2,6 +2,7 @@ public import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 public import Syncline
 import Synchronization
 
@@ -25,11 +26,17 @@ public final class RESTTransport: SyncTransport {
         public var timeout: Duration
         /// The largest answer accepted, as received. Default 64 MiB.
         public var maxResponseBytes: Int
+        /// The certificates trusted for an `https://` URL. Default: the system's.
+        public var trust: ServerTrust
 
-        public init(wire: WireCodec = WireCodec(), timeout: Duration = .seconds(30), maxResponseBytes: Int = 64 << 20) {
+        public init(
+            wire: WireCodec = WireCodec(), timeout: Duration = .seconds(30), maxResponseBytes: Int = 64 << 20,
+            trust: ServerTrust = .system
+        ) {
             self.wire = wire
             self.timeout = timeout
             self.maxResponseBytes = maxResponseBytes
+            self.trust = trust
         }
     }
 
@@ -38,6 +45,8 @@ public final class RESTTransport: SyncTransport {
     public let configuration: Configuration
     private let tokenProvider: TokenProvider
     private let httpClient: HTTPClient
+    /// Per request, for a custom trust root (`nil`: the client's own, with the system's roots).
+    private let tlsConfiguration: TLSConfiguration?
     private let state = Mutex(State())
 
     private struct State {
@@ -51,12 +60,15 @@ public final class RESTTransport: SyncTransport {
     public static let sharedHTTPClient = HTTPClient(
         eventLoopGroupProvider: .singleton,
         configuration: HTTPClient.Configuration(
-            timeout: .init(connect: .seconds(10)), decompression: .disabled
+            // Pooled connections are dropped after 30 s idle, before the server's idle timeout
+            // (60 s by default) closes them under a request about to be sent.
+            timeout: .init(connect: .seconds(10)), connectionPool: .init(idleTimeout: .seconds(30)), decompression: .disabled
         )
     )
 
     /// - Parameters:
-    ///   - url: the server's base URL (`http://host:port`).
+    ///   - url: the server's base URL (`http://host:port`, or `https://host:port` with
+    ///     ``Configuration/trust`` naming the certificates to trust when not the system's).
     ///   - httpClient: a client that does not decompress answers (``sharedHTTPClient`` by
     ///     default); the transport never shuts it down.
     public init(
@@ -68,6 +80,7 @@ public final class RESTTransport: SyncTransport {
         self.tokenProvider = token
         self.configuration = configuration
         self.httpClient = httpClient
+        tlsConfiguration = configuration.trust == .system ? nil : configuration.trust.tlsConfiguration
     }
 
     public var traffic: TransportTraffic? { state.withLock { $0.traffic } }
@@ -128,6 +141,7 @@ public final class RESTTransport: SyncTransport {
         let format = configuration.wire.format
         var request = HTTPClientRequest(url: "\(baseURL)/v1/ns/\(namespace.rawValue)\(path)")
         request.method = method
+        request.tlsConfiguration = tlsConfiguration
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.headers.add(name: "Accept", value: format.contentType)
         request.headers.add(name: "Accept-Encoding", value: "deflate")

@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 public import Syncline
 import Synchronization
@@ -35,11 +36,16 @@ public final class WebSocketTransport: SyncTransport {
         public var maxBackoff: Duration
         /// Pages kept for the reconciler; older ones are dropped (it then pulls over REST). Default 16.
         public var bufferedPages: Int
+        /// The certificates trusted for `https://` (`wss://`), the socket and the REST fallback alike.
+        /// Default: the system's.
+        public var trust: ServerTrust
 
         public init(
             wire: WireCodec = WireCodec(), maxMessageBytes: Int = 16 << 20, ackTimeout: Duration = .seconds(30),
-            initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(30), bufferedPages: Int = 16
+            initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(30), bufferedPages: Int = 16,
+            trust: ServerTrust = .system
         ) {
+            self.trust = trust
             self.wire = wire
             self.maxMessageBytes = maxMessageBytes
             self.ackTimeout = ackTimeout
@@ -88,8 +94,9 @@ public final class WebSocketTransport: SyncTransport {
     /// `liveHeads()` subscribers.
     private let heads = HeadBroadcaster()
 
-    /// - Parameter url: the server's base URL (`http://host:port`); the socket goes to
-    ///   `ws://host:port/v1/ns/{ns}/live`.
+    /// - Parameter url: the server's base URL (`http://host:port`, or `ws://host:port`); the socket
+    ///   goes to `ws://host:port/v1/ns/{ns}/live` and REST to `http://host:port`. `https://` (or
+    ///   `wss://`) goes over TLS both ways, trusting ``Configuration/trust``.
     public init(
         url: String, namespace: Namespace, token: @escaping TokenProvider, configuration: Configuration = Configuration(),
         logger: Logger = Logger(label: "syncline.websocket")
@@ -98,10 +105,34 @@ public final class WebSocketTransport: SyncTransport {
         self.namespace = namespace
         self.configuration = configuration
         self.logger = logger
-        rest = RESTTransport(url: base, namespace: namespace, token: token, configuration: .init(wire: configuration.wire))
-        let scheme = base.hasPrefix("https://") ? "wss://" : "ws://"
-        let hostPart = base.replacingOccurrences(of: "https://", with: "").replacingOccurrences(of: "http://", with: "")
+        var hostPart = base
+        var secure = false
+        for (prefix, isSecure) in [("https://", true), ("wss://", true), ("http://", false), ("ws://", false)] where base.hasPrefix(prefix) {
+            hostPart = String(base.dropFirst(prefix.count))
+            secure = isSecure
+            break
+        }
+        rest = RESTTransport(
+            url: (secure ? "https://" : "http://") + hostPart, namespace: namespace, token: token,
+            configuration: .init(wire: configuration.wire, trust: configuration.trust)
+        )
+        let scheme = secure ? "wss://" : "ws://"
         liveURL = "\(scheme)\(hostPart)/v1/ns/\(namespace.rawValue)/live"
+        if scheme == "wss://" && Self.isIPAddress(authority: hostPart) {
+            // The WebSocket client always sends the host as SNI, which cannot be an IP address.
+            logger.warning(
+                "wss:// cannot reach a server by IP address: the live socket will not open and this transport uses REST only; use the host name in the server's certificate",
+                metadata: ["syncline.url": "\(base)"]
+            )
+        }
+    }
+
+    /// Whether a URL's `host[:port][/path]` names the host by an IPv4 or (bracketed) IPv6 address.
+    static func isIPAddress(authority: String) -> Bool {
+        let host = authority.prefix { $0 != "/" }
+        if host.hasPrefix("[") { return true }
+        let name = host.prefix { $0 != ":" }
+        return !name.isEmpty && name.allSatisfy { $0.isNumber || $0 == "." } && name.split(separator: ".").count == 4
     }
 
     deinit {
@@ -267,8 +298,10 @@ public final class WebSocketTransport: SyncTransport {
         clientConfiguration.additionalHeaders[.authorization] = "Bearer \(token)"
         let closeFrame: WebSocketCloseFrame?
         do {
-            closeFrame = try await WebSocketClient.connect(url: liveURL, configuration: clientConfiguration, logger: logger) {
-                inbound, outbound, _ in
+            closeFrame = try await WebSocketClient.connect(
+                url: liveURL, configuration: clientConfiguration,
+                tlsConfiguration: configuration.trust == .system ? nil : configuration.trust.tlsConfiguration, logger: logger
+            ) { inbound, outbound, _ in
                 let (cursor, epoch) = self.state.withLock { ($0.cursor ?? 0, $0.epoch) }
                 try await self.send(.hello(cursor: cursor, epoch: epoch), on: outbound)
                 for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {

@@ -34,6 +34,20 @@ public struct SyncServerConfiguration: Sendable {
     /// Unix milliseconds (injected so tests control it).
     public var clock: @Sendable () -> UInt64
 
+    // Connections (README: "TLS and connection limits").
+    /// The certificate and key to serve HTTPS and WSS with; `nil` (default) serves plain HTTP.
+    public var tls: ServerTLS? = nil
+    /// Closes an HTTP connection with no request for this long, or one whose request stalls (no
+    /// complete part) for this long. Not applied to live WebSocket sessions (ping/pong keeps
+    /// those). `nil` never closes. Default 60 s.
+    public var idleTimeout: Duration? = .seconds(60)
+    /// Closes a connection whose request head is not complete this long after it connected (or
+    /// after the first byte of a later request on it). `nil` never closes. Default 10 s.
+    public var headerTimeout: Duration? = .seconds(10)
+    /// The most connections open at once; more are answered `503` and closed. `nil`: no cap.
+    /// Default 10,000 (keep it well under the process's open-file limit).
+    public var maxConnections: Int? = 10_000
+
     public init(
         engine: ServerEngine.Configuration = .init(), tokens: TokenStore = TokenStore(), authenticator: Authenticator? = nil,
         maxRequestBytes: Int = 16 << 20,
@@ -77,7 +91,7 @@ public enum SyncServer {
         let protocolHandler = ProtocolHandler(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
         let router = Router(context: BasicWebSocketRequestContext.self)
         protocolHandler.addRoutes(to: router)
-        let maxFrame = configuration.maxLiveMessageBytes
+        let webSocketResponder = router.buildResponder()
         var services: [any Service] = []
         if let retention = configuration.tombstoneRetention {
             services.append(
@@ -89,10 +103,9 @@ public enum SyncServer {
         }
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: router,
-                configuration: .init(ws: .init(maxFrameSize: maxFrame, autoPing: .enabled(timePeriod: configuration.pingInterval)))
-            ),
+            server: connectionGuarded(configuration) { responder, channelConfiguration in
+                HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration)
+            },
             configuration: .init(address: .hostname(host, port: port), serverName: "syncline"),
             services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },

@@ -15,6 +15,7 @@ import SynclineServer
 /// syncline-server --dev-token secret:alice,team      # grant a token on the command line
 /// syncline-server --jwks jwks.json --jwt-issuer https://auth.example --jwt-audience syncline
 /// kill -HUP <pid>                                    # reread --tokens and --jwks (key rotation)
+/// syncline-server --tls-cert server.pem --tls-key server.key   # HTTPS and WSS
 /// ```
 struct SynclineServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -70,6 +71,29 @@ struct SynclineServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a graceful shutdown (SIGTERM, SIGINT) may take before open connections are cut.")
     var shutdownTimeout: Int = 10
 
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain (server certificate first): serve HTTPS and WSS. Needs --tls-key.")
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.")
+    var tlsKey: String?
+
+    @Option(help: "Seconds an HTTP connection may stay idle (no request, or a stalled one) before it is closed (0: never).")
+    var idleTimeout: Double = 60
+
+    @Option(help: "Seconds a client has to finish sending a request's line and headers (0: no limit).")
+    var headerTimeout: Double = 10
+
+    @Option(help: "Most connections open at once; more are answered 503 and closed (0: no cap).")
+    var maxConnections = 10_000
+
+    func validate() throws {
+        guard (tlsCertificate == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        guard (0...86_400).contains(idleTimeout), (0...86_400).contains(headerTimeout) else {
+            throw ValidationError("--idle-timeout and --header-timeout are seconds from 0 (off) to 86400")
+        }
+        guard maxConnections >= 0 else { throw ValidationError("--max-connections cannot be negative (0: no cap)") }
+    }
+
     func run() async throws {
         var logger = Logger(label: "syncline-server")
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level \(logLevel)") }
@@ -107,6 +131,13 @@ struct SynclineServerCommand: AsyncParsableCommand {
                 try authenticator.replaceKeys(keys)
             })
         }
+        var tls: ServerTLS?
+        if let tlsCertificate, let tlsKey {
+            let certificate = try ServerTLS(certificatePath: tlsCertificate, keyPath: tlsKey, logger: logger)
+            // New connections get the reloaded certificate; open ones keep theirs.
+            reloads.append(.init("TLS certificate \(tlsCertificate)") { try certificate.reload() })
+            tls = certificate
+        }
         let reloader = await CredentialReloader(actions: reloads, logger: logger)
 
         // Held while serving: `restore` and `restore-fence` refuse to touch a running server's data.
@@ -116,11 +147,15 @@ struct SynclineServerCommand: AsyncParsableCommand {
         let path = directory.databasePath
         // Fences first when the database was put back from a backup (README "Backup and restore").
         let backend = try await directory.openBackend(configuration: .init(durability: durable ? .power : .app), logger: logger)
-        let configuration = SyncServerConfiguration(
+        var configuration = SyncServerConfiguration(
             engine: .init(maxBatchChanges: maxBatch), authenticator: authenticator,
             rateLimit: rateLimit > 0 ? .init(perSecond: rateLimit, burst: rateLimit * 2) : nil,
             tombstoneRetention: tombstoneRetentionDays > 0 ? .seconds(tombstoneRetentionDays * 86_400) : nil
         )
+        configuration.tls = tls
+        configuration.idleTimeout = idleTimeout > 0 ? .milliseconds(Int64(idleTimeout * 1_000)) : nil
+        configuration.headerTimeout = headerTimeout > 0 ? .milliseconds(Int64(headerTimeout * 1_000)) : nil
+        configuration.maxConnections = maxConnections > 0 ? maxConnections : nil
         let app = SyncServer.application(
             backend: backend, configuration: configuration, host: host, port: port, logger: logger
         ) { port in

@@ -13,8 +13,13 @@ struct LiveServer: Sendable {
     let port: Int
     let backend: any ServerBackend
     let metrics: ServerMetrics
-    var baseURL: String { "http://127.0.0.1:\(port)" }
-    var liveURL: String { "ws://127.0.0.1:\(port)" }
+    /// Whether it serves TLS (`https`/`wss`), and the roots its clients trust.
+    var secure = false
+    var trust = ServerTrust.system
+    /// Over TLS by name: the WebSocket client sends SNI, which cannot carry an IP address.
+    var host: String { secure ? "localhost" : "127.0.0.1" }
+    var baseURL: String { "\(secure ? "https" : "http")://\(host):\(port)" }
+    var liveURL: String { "\(secure ? "wss" : "ws")://\(host):\(port)" }
 
     static let token = "test-token"
     static let otherToken = "other-token"
@@ -31,7 +36,7 @@ struct LiveServer: Sendable {
     /// Runs `body` with a server over `backend` (a new SQLite backend in a temporary directory by default).
     static func with<Result: Sendable>(
         backend: (any ServerBackend)? = nil, configuration: SyncServerConfiguration = LiveServer.configuration(),
-        _ body: @Sendable (LiveServer) async throws -> Result
+        trust: ServerTrust = .system, _ body: @Sendable (LiveServer) async throws -> Result
     ) async throws -> Result {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("syncline-server-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -42,7 +47,7 @@ struct LiveServer: Sendable {
         logger.logLevel = .warning
         // Run as a service so the end of the test is a graceful shutdown, as on SIGTERM.
         let running = try await SyncServer.start(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
-        let server = LiveServer(port: running.port, backend: backend, metrics: metrics)
+        let server = LiveServer(port: running.port, backend: backend, metrics: metrics, secure: configuration.tls != nil, trust: trust)
         let result: Result
         do {
             result = try await body(server)
@@ -57,7 +62,7 @@ struct LiveServer: Sendable {
     func rest(_ namespace: Namespace, format: WireCodec.Format = .binary, token: String = LiveServer.token) -> RESTTransport {
         RESTTransport(
             url: baseURL, namespace: namespace, token: { token },
-            configuration: .init(wire: WireCodec(format: format), timeout: .seconds(10))
+            configuration: .init(wire: WireCodec(format: format), timeout: .seconds(10), trust: trust)
         )
     }
 }
@@ -66,7 +71,21 @@ extension LiveServer {
     func webSocket(_ namespace: Namespace, format: WireCodec.Format = .binary, token: String = LiveServer.token) -> WebSocketTransport {
         WebSocketTransport(
             url: baseURL, namespace: namespace, token: { token },
-            configuration: .init(wire: WireCodec(format: format), ackTimeout: .seconds(10), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200))
+            configuration: .init(
+                wire: WireCodec(format: format), ackTimeout: .seconds(10), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200),
+                trust: trust
+            )
         )
+    }
+}
+
+extension WebSocketTransport {
+    /// Waits for the socket to open (it opens once the device's cursor is known: its first pull).
+    func waitUntilConnected(within limit: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + limit
+        while !isConnected {
+            guard ContinuousClock.now < deadline else { throw SyncError(.transportUnavailable, "the socket did not open") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
     }
 }

@@ -89,11 +89,7 @@ struct ServerUnderTest: Sendable {
             let socket = live.webSocket(namespace, format: format)
             // The socket opens once the device's cursor is known (its first pull).
             _ = try await socket.pull(after: 0, from: 0, limit: 1)
-            let deadline = ContinuousClock.now + .seconds(10)
-            while !socket.isConnected {
-                guard ContinuousClock.now < deadline else { throw SyncError(.transportUnavailable, "the socket did not open") }
-                try await Task.sleep(for: .milliseconds(5))
-            }
+            try await socket.waitUntilConnected()
             push = { try await socket.push($0) }
             heads = { await socket.liveHeads() }
         }
