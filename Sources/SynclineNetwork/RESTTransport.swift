@@ -192,6 +192,7 @@ public final class RESTTransport: SyncTransport {
         case 401: return SyncError(.unauthorized, "HTTP 401")
         case 403: return SyncError(.forbidden, "HTTP 403")
         case 410: return SyncError(.resyncRequired, "HTTP 410")
+        case 413: return SyncError(.batchTooLarge, "HTTP 413")
         case 429: return SyncError(.rateLimited, "HTTP 429")
         default: return SyncError(.transportUnavailable, "HTTP \(status)")
         }

@@ -58,6 +58,88 @@ struct FirstHourTests {
         await alice.stop()
     }
 
+    /// Item 4: a field written after a delete revives the record with only that field (the
+    /// documented rule). The record's id must fill the model's id, and a record that does not
+    /// decode (a required field is missing) must not break `all()` or `observe()`: it is skipped
+    /// and reported once, with its key, on the event bus.
+    @Test func onePartialRecordDoesNotBreakATypedCollection() async throws {
+        let harness = Harness()
+        let (alice, _, _) = try harness.device()
+        let (bob, _, _) = try harness.device()
+        let aliceTodos = try alice.collection(Todo.self, named: "todos")
+        let bobTodos = try bob.collection(Todo.self, named: "todos")
+        _ = try await aliceTodos.upsert(Todo(id: "t1", title: "Buy milk", done: false))
+        try await alice.sync()
+        try await bob.sync()
+        _ = try await bobTodos.delete(id: "t1")
+        try await bob.sync()
+        // Alice has not seen the delete; her later write of one field revives the record with it.
+        _ = try await alice.upsert(Sample.key("t1"), fields: ["done": true])
+        try await alice.sync()
+        try await bob.sync()
+        #expect(try await bob.fields(of: Sample.key("t1")) == ["done": true], "revived with only the field written after the delete")
+
+        let reports = Mutex<[SyncErrorEvent]>([])
+        bob.observeEvents { event in
+            if case .error(let report) = event { reports.withLock { $0.append(report) } }
+        }
+        // A model whose other fields may be missing reads it, with the id from the record id.
+        struct Flag: Codable, Identifiable, Sendable, Equatable {
+            var id: String
+            var done: Bool?
+            var title: String?
+        }
+        let flags = try bob.collection(Flag.self, named: "todos")
+        #expect(try await flags.get(id: "t1") == Flag(id: "t1", done: true, title: nil))
+        #expect(try await flags.all() == [Flag(id: "t1", done: true, title: nil)])
+
+        // `Todo` needs a title: the record is skipped, the others still read.
+        _ = try await bobTodos.upsert(Todo(id: "t2", title: "Bread", done: false))
+        #expect(try await bobTodos.all() == [Todo(id: "t2", title: "Bread", done: false)])
+        #expect(try await bobTodos.all().count == 1, "a second read skips it again")
+        let reported = reports.withLock { $0 }
+        #expect(reported.count == 1, "reported once, not on every read: \(reported)")
+        #expect(reported.first?.key == Sample.key("t1"))
+        #expect(reported.first?.error.message.contains("title") == true, "the decoding error names the field")
+
+        // observe() keeps updating: a snapshot without the broken record, then one more after a write.
+        var snapshots = bobTodos.observe().makeAsyncIterator()
+        #expect(await snapshots.next() == [Todo(id: "t2", title: "Bread", done: false)])
+        _ = try await bobTodos.upsert(Todo(id: "t3", title: "Eggs", done: true))
+        #expect(await snapshots.next()?.map(\.id) == ["t2", "t3"])
+    }
+
+    /// Item 8: the device's own acknowledged write is not a remote change. It was reported once,
+    /// as local, when written; its acknowledgement changes nothing the app sees. An answer that
+    /// does change what the app sees (its write refused for a concurrent one) is reported as remote.
+    @Test func ownAcknowledgedWritesAreNotReportedAsRemote() async throws {
+        let harness = Harness()
+        let (alice, _, _) = try harness.device()
+        let (bob, _, _) = try harness.device()
+        let changes = Mutex<[(keys: [RecordKey], origin: ChangeOrigin)]>([])
+        alice.observeEvents { event in
+            if case .recordsChanged(let keys, let origin) = event { changes.withLock { $0.append((keys, origin)) } }
+        }
+        let key = Sample.key("t1")
+        _ = try await alice.upsert(key, fields: ["title": "mine"])
+        try await alice.sync()
+        var seen = changes.withLock { $0 }
+        #expect(seen.count == 1 && seen.first?.origin == .local, "one local change for the write, none for its ack: \(seen)")
+
+        // Under serverWins, Bob's concurrent write stands and Alice's is refused: her answer
+        // changes what she sees.
+        alice.setPolicy(.serverWins, for: key.collection)
+        try await bob.sync()
+        _ = try await bob.upsert(key, fields: ["title": "bob"])
+        try await bob.sync()
+        _ = try await alice.upsert(key, fields: ["title": "refused"])
+        changes.withLock { $0.removeAll() }
+        try await alice.sync()
+        seen = changes.withLock { $0 }
+        #expect(seen.contains { $0.origin == .remote && $0.keys == [key] }, "the lost write's answer is a remote change: \(seen)")
+        #expect(try await alice.fields(of: key) == ["title": "bob"])
+    }
+
     /// Item 7: cancelling `sync()` is neither an error event nor a sign of being offline; it
     /// throws `CancellationError`. Tried: a push held by the transport for 60 s, cancelled.
     @Test func cancellingSyncIsNotAnErrorNorOffline() async throws {

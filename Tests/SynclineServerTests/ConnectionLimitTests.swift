@@ -8,7 +8,7 @@ import SynclineServer
 import SynclineTesting
 import Testing
 
-@Suite("Idle, slow and surplus connections", .timeLimit(.minutes(1)))
+@Suite("Idle, slow and surplus connections", .timeLimit(.minutes(3)))
 struct ConnectionLimitTests {
     static func configuration(idle: Duration?, header: Duration?, maxConnections: Int? = nil) -> SyncServerConfiguration {
         var configuration = LiveServer.configuration()
@@ -104,14 +104,15 @@ struct ConnectionLimitTests {
 
     @Test func connectionsOverTheCapAreRefusedWith503AndServedOnceOthersClose() async throws {
         try await LiveServer.with(configuration: Self.configuration(idle: .seconds(30), header: .seconds(30), maxConnections: 3)) { server in
-            // Three connections hold every slot (they send nothing; the timeouts are long).
+            // Three connections hold every slot (they send nothing; the timeouts are long). They
+            // hold for 12 s, long enough for a loaded machine to accept them and probe once more.
             let holders = (0..<3).map { _ in
-                Task { try await RawConnection.run(port: server.port, deadline: .seconds(4)) }
+                Task { try await RawConnection.run(port: server.port, deadline: .seconds(12)) }
             }
             // Tried: a fourth connection while the three are open. It is answered 503 with the
             // protocol's JSON error, and closed.
             var refusal: RawConnection.Ending?
-            let deadline = ContinuousClock.now + .seconds(3)
+            let deadline = ContinuousClock.now + .seconds(10)
             while ContinuousClock.now < deadline {
                 let ending = try await RawConnection.run(port: server.port, deadline: .seconds(5)) { outbound in
                     try await outbound.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
@@ -127,7 +128,7 @@ struct ConnectionLimitTests {
             #expect(refused.text.contains("Connection: close"))
             #expect(refused.text.contains(#""code":"transport_unavailable""#), "\(refused.text)")
             #expect(refused.text.contains(#""limit":3"#))
-            // The holders end (at their 4 s deadline); then requests are served again.
+            // The holders end (at their 12 s deadline); then requests are served again.
             for holder in holders { _ = try await holder.value }
             var served = false
             let again = ContinuousClock.now + .seconds(10)

@@ -22,7 +22,7 @@ extension RawAnswer {
     }
 }
 
-@Suite("JWT authentication", .timeLimit(.minutes(1)))
+@Suite("JWT authentication", .timeLimit(.minutes(3)))
 struct JWTAuthTests {
     static let issuerName = "https://auth.test"
     static let audience = "syncline"

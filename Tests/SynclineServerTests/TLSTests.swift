@@ -8,7 +8,7 @@ import SynclineServer
 import SynclineTesting
 import Testing
 
-@Suite("TLS: https and wss", .timeLimit(.minutes(1)))
+@Suite("TLS: https and wss", .timeLimit(.minutes(3)))
 struct TLSTests {
     static let logger = Logger(label: "tls-test")
 
@@ -188,7 +188,7 @@ struct TLSTests {
     }
 }
 
-@Suite("syncline-server with TLS", .timeLimit(.minutes(1)))
+@Suite("syncline-server with TLS", .timeLimit(.minutes(3)))
 struct TLSCommandTests {
     @Test func theCommandServesHTTPSFromPEMFiles() async throws {
         try await TestCertificates.withDirectory { directory in

@@ -29,16 +29,14 @@ public enum Deflate {
         return output
     }
 
-    /// Inflates a zlib stream, stopping as soon as the output would pass a limit.
-    /// - Parameters:
-    ///   - maxOutputBytes: the largest inflated size accepted.
-    ///   - maxRatio: the largest accepted ratio of inflated to compressed size (a zip bomb guard);
-    ///     outputs up to 64 KiB are always allowed.
+    /// Inflates a zlib stream, stopping as soon as the output would pass `maxOutputBytes` (the
+    /// zip-bomb guard: memory never exceeds it, whatever the compressed size). There is no limit
+    /// on the ratio: a body of repeated bytes inflating 1,000× is legitimate when its inflated
+    /// size is within the limit, and refusing it wedged devices' outboxes (issue 11).
     /// - Throws: ``SyncError`` `.decompressionLimit` naming the limit, or `.malformedInput` for a
     ///   truncated or corrupt stream or bytes after its end.
-    public static func decompress(_ bytes: [UInt8], maxOutputBytes: Int, maxRatio: Int = 200) throws(SyncError) -> [UInt8] {
-        let ratioLimit = max(bytes.count.multipliedReportingOverflow(by: maxRatio).overflow ? Int.max : bytes.count * maxRatio, 64 * 1024)
-        let limit = min(maxOutputBytes, ratioLimit)
+    public static func decompress(_ bytes: [UInt8], maxOutputBytes: Int) throws(SyncError) -> [UInt8] {
+        let limit = maxOutputBytes
         var stream = z_stream()
         guard syncline_inflateInit(&stream) == Z_OK else {
             throw SyncError(.malformedInput, "zlib could not start inflating")
@@ -74,9 +72,7 @@ public enum Deflate {
                     return
                 }
                 if output.count + produced > limit {
-                    failure = limit == maxOutputBytes
-                        ? SyncError(.decompressionLimit, "inflated body exceeds the limit of \(maxOutputBytes) bytes", limit: maxOutputBytes)
-                        : SyncError(.decompressionLimit, "inflated body exceeds \(maxRatio)× its compressed size of \(bytes.count) bytes (the inflate ratio limit)", limit: maxRatio)
+                    failure = SyncError(.decompressionLimit, "inflated body exceeds the limit of \(limit) bytes", limit: limit)
                     return
                 }
                 output.append(contentsOf: chunk[0..<produced])

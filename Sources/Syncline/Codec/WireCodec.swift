@@ -51,20 +51,17 @@ public struct WireCodec: Sendable {
     public var compressionThreshold: Int
     /// zlib level: 1 (default) compresses change batches about 2.5× faster than 6 for ~20% more bytes.
     public var compressionLevel: Int32
-    /// The largest body accepted after inflation. Default 16 MiB.
+    /// The largest body accepted after inflation (the zip-bomb guard). Default 16 MiB.
     public var maxDecompressedBytes: Int
-    /// The largest accepted ratio of inflated to deflated size (a zip-bomb guard). Default 200.
-    public var maxInflateRatio: Int
 
     public init(
         format: Format = .binary, compressionThreshold: Int = 1_024, compressionLevel: Int32 = 1,
-        maxDecompressedBytes: Int = 16 << 20, maxInflateRatio: Int = 200
+        maxDecompressedBytes: Int = 16 << 20
     ) {
         self.format = format
         self.compressionThreshold = compressionThreshold
         self.compressionLevel = compressionLevel
         self.maxDecompressedBytes = maxDecompressedBytes
-        self.maxInflateRatio = maxInflateRatio
     }
 
     // MARK: Messages
@@ -112,7 +109,7 @@ public struct WireCodec: Sendable {
     /// The body's plain bytes, inflated within the limits.
     public func unwrap(_ body: Body) throws(SyncError) -> [UInt8] {
         if body.deflated {
-            return try Deflate.decompress(body.bytes, maxOutputBytes: maxDecompressedBytes, maxRatio: maxInflateRatio)
+            return try Deflate.decompress(body.bytes, maxOutputBytes: maxDecompressedBytes)
         }
         guard body.bytes.count <= maxDecompressedBytes else {
             throw SyncError(

@@ -251,6 +251,7 @@ package actor LocalStore {
         try tx.removeOutboxEntries([entry.seq])
         outcome.acknowledged += 1
         var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
+        let visibleBefore = (record.isDeleted, record.visibleFields)
         // An answer can be older than what a pull already brought (a duplicate carries the
         // original result): only what is newer than the record's pulled seq is news.
         switch result {
@@ -331,7 +332,10 @@ package actor LocalStore {
             }
         }
         try tx.putRecord(record)
-        outcome.changedKeys.append(key)
+        // The device's own write, confirmed as it shows it, is no news: the app heard of it
+        // (origin .local) when it was written. Only an answer that changes what the app sees
+        // (a lost field, the server's values) is reported, as a remote change.
+        if (record.isDeleted, record.visibleFields) != visibleBefore { outcome.changedKeys.append(key) }
     }
 
     /// Whether a pending write is settled by the answer to `change`: it is one of the change's

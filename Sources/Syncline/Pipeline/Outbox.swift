@@ -57,7 +57,7 @@ package actor Outbox {
         let trafficBefore = transport.traffic
         do {
             response = try await pushWithRetry(batch, stats: &stats)
-        } catch let error as SyncError where error.code.isPermanentForContent || error.code == .batchTooLarge {
+        } catch let error as SyncError where error.code.refusesBatchContent {
             if queued.count == 1 {
                 let letter = try await local.deadLetter(entries[0], error: error)
                 bus.emit(.error(SyncErrorEvent(error: error, key: letter.change.key, changeID: letter.change.id)))
@@ -103,7 +103,7 @@ package actor Outbox {
                 // Content refusals are split and dead-lettered by the caller; a refused token is
                 // the transport's to renew (it asks its token provider once): back off until the
                 // next sync rather than loop on it here.
-                if syncError.code.isPermanentForContent || syncError.code == .batchTooLarge { throw syncError }
+                if syncError.code.refusesBatchContent { throw syncError }
                 bus.emit(.error(SyncErrorEvent(error: syncError, key: nil, changeID: batch.changes.first?.id)))
                 guard attempt < configuration.attempts, syncError.code != .unauthorized, !Task.isCancelled else { throw syncError }
                 let jitter = Double.random(in: 0.5...1.0, using: &random)

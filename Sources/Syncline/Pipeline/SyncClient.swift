@@ -73,6 +73,8 @@ public final class SyncClient: Sendable {
     /// a loop restarted after `stop()` on the old one would end at once.
     private let trigger = Mutex<(run: UInt64, continuation: AsyncStream<Void>.Continuation)?>(nil)
     private let runs = Atomic<UInt64>(0)
+    /// Records reported as not decoding, with the error, so each is reported once.
+    private let undecodable = Mutex<Set<String>>([])
 
     private struct ClientState {
         var status = SyncStatus()
@@ -208,6 +210,19 @@ public final class SyncClient: Sendable {
         }
         runner?.cancel()
         _ = await runner?.result
+    }
+
+    /// Reports, once per record and error, a record a typed collection could not decode.
+    package func reportUndecodable(_ key: RecordKey, as model: String, _ error: any Error) {
+        let syncError = (error as? SyncError).map { SyncError(.invalidValue, $0.message) } ?? SyncError(.invalidValue, "\(error)")
+        let message = "record \(key) does not decode as \(model): \(syncError.message)"
+        let first = undecodable.withLock { $0.insert(message).inserted }
+        if first { bus.emit(.error(SyncErrorEvent(error: SyncError(.invalidValue, message), key: key, changeID: nil))) }
+    }
+
+    /// Reports an error that has no caller to throw to (a live query's read).
+    package func report(_ error: any Error) {
+        bus.emit(.error(SyncErrorEvent(error: LocalStore.syncError(error), key: nil, changeID: nil)))
     }
 
     /// A new subscription to the event bus.

@@ -1,6 +1,12 @@
 /// A typed view of one collection: any `Codable & Identifiable & Sendable` model, bridged to
 /// field values losslessly (``ValueEncoder``). The model's id becomes the record id
-/// (`String(describing:)`).
+/// (`String(describing:)`), and when a record's fields have no `id` (a record revived by a
+/// single field after a delete, or written untyped) the record id fills it.
+///
+/// Fields that other devices may leave out are best modelled as optionals (`var note: String?`)
+/// or given a default in `init(from:)`: a record that lacks a required field cannot be decoded.
+/// `all()` and `observe()` skip such a record and report it once, with its key and the decoding
+/// error, as an `.error` event; `get(id:)` throws the decoding error for it.
 public struct SyncCollection<Model: Codable & Identifiable & Sendable>: Sendable {
     public let client: SyncClient
     public let name: CollectionName
@@ -43,18 +49,38 @@ public struct SyncCollection<Model: Codable & Identifiable & Sendable>: Sendable
         try await client.delete(try key(id), priority: priority ?? defaultPriority)
     }
 
+    /// The model, or nil when there is no such record.
+    /// - Throws: ``SyncError`` `.invalidValue` when the record's fields do not decode as `Model`.
     public func get(id: Model.ID) async throws -> Model? {
-        guard let fields = try await client.fields(of: try key(id)) else { return nil }
-        return try ValueDecoder().decode(Model.self, fromFields: fields)
+        let key = try key(id)
+        guard let fields = try await client.fields(of: key) else { return nil }
+        return try decode(fields, id: key.id)
     }
 
-    /// Every visible record that decodes and matches `predicate`, in id order.
+    /// Every visible record that decodes and matches `predicate`, in id order. A record that does
+    /// not decode is skipped and reported once on the event bus (`.error` with its key).
+    /// - Throws: the store's error when the records cannot be read.
     public func all(where predicate: @Sendable (Model) -> Bool = { _ in true }) async throws -> [Model] {
         let records = try await client.visibleRecords(in: name)
-        return try records.keys.sorted().compactMap { id in
-            let model = try ValueDecoder().decode(Model.self, fromFields: records[id]!)
-            return predicate(model) ? model : nil
+        var models: [Model] = []
+        for id in records.keys.sorted() {
+            let model: Model
+            do {
+                model = try decode(records[id]!, id: id)
+            } catch {
+                client.reportUndecodable(RecordKey(collection: name, id: id), as: "\(Model.self)", error)
+                continue
+            }
+            if predicate(model) { models.append(model) }
         }
+        return models
+    }
+
+    /// The fields as a model, the record id standing in for a missing `id`.
+    private func decode(_ fields: [String: Value], id: RecordID) throws -> Model {
+        var fields = fields
+        if fields["id"] == nil { fields["id"] = .string(id.rawValue) }
+        return try ValueDecoder().decode(Model.self, fromFields: fields)
     }
 
     /// Snapshots of the collection: one now, then one after every committed change to it, local
@@ -65,12 +91,20 @@ public struct SyncCollection<Model: Codable & Identifiable & Sendable>: Sendable
         let name = self.name
         return AsyncStream(bufferingPolicy: .bufferingNewest(1)) { continuation in
             let task = Task {
-                // A snapshot that cannot be read or decoded is skipped (the stream cannot throw);
-                // the next change brings a new one.
-                if let snapshot = try? await collection.all() { continuation.yield(snapshot) }
+                // Records that do not decode are left out of the snapshot (and reported by
+                // `all()`); a snapshot that cannot be read at all is reported as an error event
+                // (the stream cannot throw) and the next change brings a new one.
+                func publish() async {
+                    do {
+                        continuation.yield(try await collection.all())
+                    } catch {
+                        collection.client.report(error)
+                    }
+                }
+                await publish()
                 for await event in events {
                     guard case .recordsChanged(let keys, _) = event, keys.contains(where: { $0.collection == name }) else { continue }
-                    if let snapshot = try? await collection.all() { continuation.yield(snapshot) }
+                    await publish()
                 }
                 continuation.finish()
             }

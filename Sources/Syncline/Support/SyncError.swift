@@ -121,6 +121,13 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
                 return false
             }
         }
+
+        /// Whether the server refused a pushed batch for what it holds: its content, or its size
+        /// as sent or inflated (400s and 413s). The outbox then splits the batch until the change
+        /// the server will not take stands alone, and dead-letters that one.
+        public var refusesBatchContent: Bool {
+            isPermanentForContent || base == .batchTooLarge || base == .decompressionLimit
+        }
     }
 
     /// The kind of failure.
