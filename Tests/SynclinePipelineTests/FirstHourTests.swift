@@ -73,7 +73,8 @@ struct FirstHourTests {
         try await bob.sync()
         _ = try await bobTodos.delete(id: "t1")
         try await bob.sync()
-        // Alice has not seen the delete; her later write of one field revives the record with it.
+        // Alice's write of one field after the delete revives the record with only that field.
+        try await alice.sync()
         _ = try await alice.upsert(Sample.key("t1"), fields: ["done": true])
         try await alice.sync()
         try await bob.sync()

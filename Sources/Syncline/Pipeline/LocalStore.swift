@@ -350,6 +350,8 @@ package actor LocalStore {
 
     /// Applies a page of remote changes in one transaction, with the new cursor when it is the
     /// pull's last page.
+    /// - Returns: the records whose visible state the page changed (the device's own writes
+    ///   coming back as they show are not among them).
     /// - Parameters:
     ///   - cursor: the cursor the pull began from.
     ///   - position: where this page starts.
@@ -387,10 +389,14 @@ package actor LocalStore {
             if let hlc = change.hlc { try clock.receive(hlc, wallMillis: now) }
         }
         let device = DeviceMetadata(deviceID: clock.node, lastHLC: clock.last)
-        let gone = try store.write { tx -> [RecordKey] in
+        let changed = try store.write { tx -> [RecordKey] in
+            // Only records whose visible state the page changes are news for the app: the
+            // device's own writes coming back confirmed are not (they were reported as local).
+            var changed: [RecordKey] = []
             for change in page.changes {
                 let key = RecordKey(collection: change.collection, id: change.record)
                 var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
+                let visibleBefore = (record.isDeleted, record.visibleFields)
                 if change.deleted {
                     record.fields = [:]
                     record.tombstone = change.hlc ?? .zero
@@ -403,14 +409,14 @@ package actor LocalStore {
                 }
                 record.seq = cursor == 0 ? change.seq : max(record.seq, change.seq)
                 try tx.putRecord(record)
+                if (record.isDeleted, record.visibleFields) != visibleBefore { changed.append(key) }
             }
-            var gone: [RecordKey] = []
             if !page.hasMore, let snapshot {
                 for var record in try tx.allRecords() where record.seq > 0 && !snapshot.contains(record.key) && record.tombstone == nil {
                     record.fields = [:]
                     record.tombstone = .zero
                     try tx.putRecord(record)
-                    gone.append(record.key)
+                    changed.append(record.key)
                 }
             }
             if !page.hasMore {
@@ -418,10 +424,10 @@ package actor LocalStore {
                 if let epoch = page.epoch { try tx.setPullEpoch(epoch) }
             }
             try tx.setDeviceMetadata(device)
-            return gone
+            return changed
         }
         self.clock = clock
-        return page.changes.map { RecordKey(collection: $0.collection, id: $0.record) } + gone
+        return changed
     }
 
     /// Forgets the cursor and its epoch so the next pull starts from a snapshot (after a
