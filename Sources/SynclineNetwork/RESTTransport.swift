@@ -58,13 +58,21 @@ public final class RESTTransport: SyncTransport {
     /// not inflate answers itself: the transport does, within its codec's limits, and counts the
     /// bytes as they crossed the wire. Like `HTTPClient.shared`, it lives as long as the process.
     public static let sharedHTTPClient = HTTPClient(
-        eventLoopGroupProvider: .singleton,
-        configuration: HTTPClient.Configuration(
-            // Pooled connections are dropped after 30 s idle, before the server's idle timeout
-            // (60 s by default) closes them under a request about to be sent.
-            timeout: .init(connect: .seconds(10)), connectionPool: .init(idleTimeout: .seconds(30)), decompression: .disabled
-        )
+        eventLoopGroupProvider: .singleton, configuration: RESTTransport.httpClientConfiguration
     )
+
+    /// How the shared client connects, for a device that must know soon that it is offline:
+    /// a refused connection fails at once (AsyncHTTPClient would otherwise retry it until the
+    /// connect timeout), a connection nobody answers fails after 2 s, and pooled connections
+    /// are dropped after 30 s idle, before the server's idle timeout (60 s by default) closes
+    /// them under a request about to be sent. Retrying is the outbox's job, with backoff.
+    public static var httpClientConfiguration: HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration(
+            timeout: .init(connect: .seconds(2)), connectionPool: .init(idleTimeout: .seconds(30)), decompression: .disabled
+        )
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return configuration
+    }
 
     /// - Parameters:
     ///   - url: the server's base URL (`http://host:port`, or `https://host:port` with

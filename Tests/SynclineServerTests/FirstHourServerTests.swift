@@ -1,3 +1,4 @@
+import Glibc
 import Syncline
 import SynclineNetwork
 import SynclineServer
@@ -53,5 +54,96 @@ struct FirstHourServerTests {
             #expect(try await live.backend.head(namespace: namespace) == 4, "the four that fit reached the server")
             client.close()
         }
+    }
+}
+
+/// Item 2: a device learns at once that it is offline. Tried: a port nobody listens on (the
+/// connection is refused) and a listener whose accept queue is full (the connection is never
+/// answered: the kernel drops the handshake). Before, `sync()` threw after 50 s (5 attempts of a
+/// 10 s connect timeout each) and `connectivity(offline)` came only then. The bounds here are
+/// generous for a loaded machine; the closing note gives the measured times.
+@Suite("Offline detection", .timeLimit(.minutes(2)))
+struct OfflineDetectionTests {
+    @Test(arguments: [Unreachable.refused, .unanswered])
+    func aRESTDeviceReportsOfflineSoon(_ kind: Unreachable) async throws {
+        let listener = try UnreachablePort(kind)
+        defer { listener.close() }
+        let namespace = try Namespace("team")
+        let fixture = try StoreFixture(.sqlite)
+        let client = try SyncClient(
+            namespace: namespace, store: try fixture.open(),
+            transport: .rest("http://127.0.0.1:\(listener.port)", token: { LiveServer.token })
+        )
+        let offline = AsyncStream<ContinuousClock.Instant>.makeStream()
+        client.observeEvents { event in
+            if case .connectivity(.offline) = event { offline.continuation.yield(.now) }
+        }
+        _ = try await client.upsert(Sample.key("t1"), fields: ["n": 1])
+        let start = ContinuousClock.now
+        let error = await #expect(throws: SyncError.self) { try await client.sync() }
+        let failedAfter = ContinuousClock.now - start
+        #expect(error?.code == .transportUnavailable)
+        var reported: ContinuousClock.Instant?
+        for await instant in offline.stream {
+            reported = instant
+            break
+        }
+        let offlineAfter = try #require(reported) - start
+        print("offline detection (\(kind)): sync() failed after \(failedAfter), offline reported after \(offlineAfter)")
+        let bound: Duration = kind == .refused ? .seconds(2) : .seconds(5)
+        #expect(failedAfter < bound, "sync() failed after \(failedAfter)")
+        #expect(offlineAfter < bound, "offline reported after \(offlineAfter)")
+        #expect(await client.status.connectivity == .offline)
+        #expect(try await client.pendingCount() == 1, "the change stays queued")
+        client.close()
+    }
+}
+
+enum Unreachable: String, Sendable, CustomTestStringConvertible {
+    case refused, unanswered
+    var testDescription: String { rawValue }
+}
+
+/// A loopback port where a connection is refused (nothing listens) or never answered (a
+/// listener with a full accept queue that never accepts: further handshakes are dropped).
+final class UnreachablePort: Sendable {
+    let port: Int
+    private let descriptors: [Int32]
+
+    init(_ kind: Unreachable) throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard listener >= 0 else { throw SyncError(.storage, "socket() failed: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        guard bound == 0 else { throw SyncError(.storage, "bind() failed: errno \(errno)") }
+        var actual = sockaddr_in()
+        var actualLength = length
+        _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &actualLength) } }
+        port = Int(UInt16(bigEndian: actual.sin_port))
+        switch kind {
+        case .refused:
+            Glibc.close(listener)  // nothing listens on the port now
+            descriptors = []
+        case .unanswered:
+            guard listen(listener, 0) == 0 else { throw SyncError(.storage, "listen() failed: errno \(errno)") }
+            // Fill the accept queue (a backlog of 0 holds one); the listener never accepts.
+            var fillers: [Int32] = []
+            for _ in 0..<3 {
+                let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+                var target = address
+                target.sin_port = actual.sin_port
+                _ = withUnsafePointer(to: &target) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(filler, $0, length) } }
+                fillers.append(filler)
+            }
+            descriptors = [listener] + fillers
+        }
+    }
+
+    func close() {
+        for descriptor in descriptors { Glibc.close(descriptor) }
     }
 }

@@ -8,7 +8,7 @@ package actor Outbox {
         /// Encoded bytes per batch. Default 1 MiB.
         package var maxBatchBytes = 1 << 20
         /// Attempts of one batch inside one `sync()` before giving up until the next. Default 5.
-        package var attempts = 5
+        package var attempts = 1
         /// Backoff after the first failure, doubled each time, jittered, capped. Defaults 50 ms and 5 s.
         package var initialBackoff: Duration = .milliseconds(50)
         package var maxBackoff: Duration = .seconds(5)

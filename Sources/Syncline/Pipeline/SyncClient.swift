@@ -19,7 +19,10 @@ public final class SyncClient: Sendable {
         public var maxBatchBytes: Int
         /// Entries per pulled page. Default 500.
         public var pageSize: Int
-        /// Push attempts per batch inside one `sync()`. Default 5.
+        /// Push attempts per batch inside one `sync()`. Default 1: a failed push fails the sync at
+        /// once (and reports the device offline when the server cannot be reached); the
+        /// background loop retries with exponential backoff and jitter, so timeouts never stack
+        /// up inside one `sync()`.
         public var pushAttempts: Int
         /// Backoff between attempts: from `initialBackoff`, doubled, jittered, capped at `maxBackoff`.
         public var initialBackoff: Duration
@@ -36,7 +39,7 @@ public final class SyncClient: Sendable {
         public var stallTimeout: Duration
 
         public init(
-            maxBatchChanges: Int = 500, maxBatchBytes: Int = 1 << 20, pageSize: Int = 500, pushAttempts: Int = 5,
+            maxBatchChanges: Int = 500, maxBatchBytes: Int = 1 << 20, pageSize: Int = 500, pushAttempts: Int = 1,
             initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(5), limits: Limits = .default,
             eventBufferSize: Int = 256, wallClock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() },
             syncInterval: Duration = .seconds(30), stallTimeout: Duration = .seconds(60)
