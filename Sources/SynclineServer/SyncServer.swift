@@ -74,6 +74,9 @@ public enum SyncServer {
         let protocolHandler = ProtocolHandler(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
         let router = Router(context: BasicWebSocketRequestContext.self)
         protocolHandler.addRoutes(to: router)
+        // Only the live route decides upgrades; a refused one is answered by `router` (see LiveUpgradeChannel).
+        let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
+        protocolHandler.addLiveRoute(to: webSocketRouter)
         let maxFrame = configuration.maxLiveMessageBytes
         var services: [any Service] = []
         if let retention = configuration.tombstoneRetention {
@@ -86,8 +89,8 @@ public enum SyncServer {
         }
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: router,
+            server: .http1LiveUpgrade(
+                webSocketRouter: webSocketRouter,
                 configuration: .init(ws: .init(maxFrameSize: maxFrame, autoPing: .enabled(timePeriod: configuration.pingInterval)))
             ),
             configuration: .init(address: .hostname(host, port: port), serverName: "syncline"),

@@ -23,31 +23,54 @@ struct ProtocolHandler: Sendable {
         self.logger = logger
     }
 
-    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
-        router.get("/healthz") { _, _ in
+    /// The HTTP routes (DESIGN §5). `GET …/live` is here too: the HTTP router answers every
+    /// request to it that was not upgraded (a refused token, a plain GET, an incomplete handshake).
+    var routes: RouteTable<BasicWebSocketRequestContext> {
+        var table = RouteTable<BasicWebSocketRequestContext>()
+        table.add(.get, "/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
         }
-        router.get("/metrics") { _, _ in
+        table.add(.get, "/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer()))
             )
         }
-        router.post("/v1/ns/:ns/push") { request, context in
+        table.add(.post, "/v1/ns/:ns/push") { request, context in
             await respond(request, context) { namespace in try await push(request, namespace: namespace) }
         }
-        router.get("/v1/ns/:ns/changes") { request, context in
+        table.add(.get, "/v1/ns/:ns/changes") { request, context in
             await respond(request, context) { namespace in try await changes(request, namespace: namespace) }
         }
+        table.add(.get, "/v1/ns/:ns/live") { request, context in
+            let upgrade = request.headers[.upgrade]?.lowercased() == "websocket"
+            var response = await respond(request, context) { _ in
+                guard upgrade else { throw SyncError(.upgradeRequired, "this route is a WebSocket: send Upgrade: websocket") }
+                throw SyncError(
+                    .malformedInput,
+                    "the WebSocket handshake is incomplete: it needs Connection: Upgrade, Sec-WebSocket-Key and Sec-WebSocket-Version: 13"
+                )
+            }
+            // A refused upgrade ends its connection (LiveUpgradeChannel closes it after this answer).
+            if upgrade { response.headers[.connection] = "close" }
+            return response
+        }
+        return table
+    }
+
+    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
+        routes.register(on: router, refuse: errorResponse)
+    }
+
+    /// The live WebSocket route, on the router that decides upgrades: a request is upgraded only
+    /// when it is authorized; any other is left to the HTTP router, which answers it like REST.
+    func addLiveRoute(to router: Router<BasicWebSocketRequestContext>) {
         router.ws("/v1/ns/:ns/live") { request, context in
             do {
                 _ = try authorize(request, context)
-                guard request.headers[.upgrade]?.lowercased() == "websocket" else {
-                    throw SyncError(.upgradeRequired, "this route is a WebSocket: send Upgrade: websocket")
-                }
                 return .upgrade([:])
-            } catch let error as SyncError {
-                throw ProtocolErrorResponse(response: errorResponse(error))
+            } catch {
+                return .dontUpgrade
             }
         } onUpgrade: { inbound, outbound, context in
             // The upgrade check above already refused an invalid namespace; this cannot fail.
@@ -105,7 +128,9 @@ struct ProtocolHandler: Sendable {
         guard limit >= 1 else { throw SyncError(.invalidParameter, "limit must be at least 1, not 0") }
         var collections: Set<CollectionName>?
         if let list = query.get("collections"), !list.isEmpty {
-            collections = Set(try list.split(separator: ",").map { name throws(SyncError) in try CollectionName(String(name)) })
+            // Every name between commas must be valid: `a,,b` and a trailing comma are refused.
+            let names = list.split(separator: ",", omittingEmptySubsequences: false)
+            collections = Set(try names.map { name throws(SyncError) in try CollectionName(String(name)) })
         }
         let page = try await backend.pull(
             namespace: namespace, after: after, from: from, limit: Int(clamping: limit), collections: collections,
@@ -185,6 +210,7 @@ struct ProtocolHandler: Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         if error.code == .rateLimited, let wait = error.limit { headers[.retryAfter] = String(wait) }
         if error.code == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        if error.code == .upgradeRequired { headers[.upgrade] = "websocket" }
         return Response(status: Self.status(of: error), headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
     }
 
@@ -194,9 +220,13 @@ struct ProtocolHandler: Sendable {
         case .forbidden: return .forbidden
         case .batchTooLarge, .decompressionLimit: return .contentTooLarge
         case .resyncRequired: return .gone
+        // The request is well formed but does not fit the server's state: a cursor beyond the
+        // head, an HLC ahead of the server's clock. The device re-reads or re-stamps.
+        case .invalidCursor, .clockSkew: return .conflict
         case .rateLimited: return .tooManyRequests
         case .unsupportedMediaType: return .unsupportedMediaType
         case .upgradeRequired: return .upgradeRequired
+        case .methodNotAllowed: return .methodNotAllowed
         case .notFound: return .notFound
         case .storage, .storeClosed, .compressionFailed: return .internalServerError
         default: return .badRequest
@@ -220,16 +250,6 @@ struct ProtocolHandler: Sendable {
         }
         return result + "\""
     }
-}
-
-/// A protocol error thrown where Hummingbird expects an error (the WebSocket upgrade check), so
-/// the answer has the protocol's error body.
-struct ProtocolErrorResponse: HTTPResponseError {
-    let response: Response
-
-    var status: HTTPResponse.Status { response.status }
-
-    func response(from request: Request, context: some RequestContext) throws -> Response { response }
 }
 
 extension ServerEngine.PushOutcome {

@@ -1,0 +1,235 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+import Synchronization
+// `WebSocketHandler.handle` runs a server WebSocket over an upgraded channel. It is what
+// Hummingbird's own upgrade channel calls, published to the Hummingbird packages as SPI; we
+// need it because that channel cannot answer a refused upgrade with a response of our own.
+@_spi(WSInternal) import WSCore
+
+/// The server's HTTP/1 channel: Hummingbird's `HTTP1WebSocketUpgradeChannel` (same pipeline,
+/// same WebSocket handling), except for a refused upgrade.
+///
+/// Hummingbird answers every refused upgrade with a bare `400` and an empty body. Here the
+/// WebSocket router only decides whether to upgrade; a request it does not upgrade is answered
+/// by the application's HTTP router like any REST request (DESIGN §5: 401 with
+/// `WWW-Authenticate: Bearer` and the JSON error for a missing or unknown token, 403 for another
+/// namespace), and the connection is closed after that answer, as Hummingbird does.
+struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
+    typealias WebSocketChannelHandler = @Sendable (NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, Logger) async -> Void
+
+    enum UpgradeResult: Sendable {
+        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, WebSocketChannelHandler, Logger)
+        /// Plain HTTP: no upgrade was asked for, or the WebSocket router refused it.
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgradeResult: EventLoopFuture<UpgradeResult>
+        let channel: any Channel
+    }
+
+    /// The application's responder (its router and middleware).
+    private(set) var responder: HTTPChannelHandler.Responder
+    let configuration: HTTP1WebSocketUpgradeChannel.Configuration
+    /// The upgrade's response headers and WebSocket handler, or nil when the request is not upgraded.
+    private let shouldUpgrade: @Sendable (HTTPRequest, any Channel, Logger) -> EventLoopFuture<(HTTPFields, WebSocketChannelHandler)?>
+
+    /// - Parameters:
+    ///   - responder: the application's HTTP responder; it answers every request that is not upgraded.
+    ///   - webSocketResponder: decides whether a request is upgraded (a `ws(...)` route answering `.ok`).
+    init<WSResponder: HTTPResponder>(
+        responder: @escaping HTTPChannelHandler.Responder, webSocketResponder: WSResponder,
+        configuration: HTTP1WebSocketUpgradeChannel.Configuration
+    ) where WSResponder.Context: WebSocketRequestContext {
+        self.responder = responder
+        self.configuration = configuration
+        self.shouldUpgrade = { head, channel, logger in
+            let promise = channel.eventLoop.makePromise(of: (HTTPFields, WebSocketChannelHandler)?.self)
+            promise.completeWithTask {
+                let request = Request(head: head, body: .init(buffer: .init()))
+                let context = WSResponder.Context(source: .init(channel: channel, logger: logger))
+                let response: Response
+                do {
+                    response = try await webSocketResponder.respond(to: request, context: context)
+                } catch {
+                    return nil  // the HTTP router answers it
+                }
+                guard response.status == .ok, let webSocket = context.webSocket.handler.withLockedValue({ $0 }) else {
+                    return nil
+                }
+                let (headers, extensions) = try Self.negotiateExtensions(
+                    configuration.ws.extensions, requestHeaders: head.headerFields, responseHeaders: response.headers
+                )
+                let webSocketConfiguration = WebSocketHandler.Configuration(
+                    extensions: extensions, autoPing: configuration.ws.autoPing, closeTimeout: configuration.ws.closeTimeout,
+                    validateUTF8: configuration.ws.validateUTF8, maxFrameSize: configuration.ws.maxFrameSize
+                )
+                return (headers, { asyncChannel, logger in
+                    do {
+                        _ = try await WebSocketHandler.handle(
+                            type: .server, configuration: webSocketConfiguration, asyncChannel: asyncChannel,
+                            context: WebSocketRouterContext(request: request, context: webSocket.context), handler: webSocket.handler
+                        )
+                    } catch {
+                        logger.debug("live connection failed", metadata: ["syncline.error": "\(error)"])
+                    }
+                })
+            }
+            return promise.futureResult
+        }
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let logger = logger.with(requestID: RequestID())
+            let accepted = AcceptedUpgrade()
+            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                maxFrameSize: configuration.ws.maxFrameSize,
+                shouldUpgrade: { channel, head in
+                    let request: HTTPRequest
+                    do {
+                        request = try HTTPRequest(head, secure: false, splitCookie: false)
+                    } catch {
+                        return channel.eventLoop.makeFailedFuture(error)
+                    }
+                    return shouldUpgrade(request, channel, logger).map { result in
+                        guard let (headers, handler) = result else { return nil }
+                        accepted.handler.withLock { $0 = handler }
+                        return HTTPHeaders(headers)
+                    }
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        // NIO runs this only after `shouldUpgrade` accepted, which set the handler.
+                        guard let handler = accepted.handler.withLock({ $0 }) else { throw ChannelError.inappropriateOperationForState }
+                        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
+                        )
+                        return UpgradeResult.websocket(asyncChannel, handler, logger)
+                    }
+                }
+            )
+            let http1 = configuration.http1
+            let upgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger)
+                        )
+                        return UpgradeResult.http(
+                            try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
+                            )
+                        )
+                    }
+                }
+            )
+            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: upgradeConfiguration)
+            pipeline.enablePipelining = false  // NIOAsyncChannel serializes requests
+            pipeline.enableErrorHandling = false  // Hummingbird's handler answers parse errors
+            pipeline.enableResponseHeaderValidation = false  // HTTPTypes validates headers
+            pipeline.decoderConfiguration.maxHeaderFieldSize = http1.httpDecoder.maxHeaderFieldSize
+            pipeline.decoderConfiguration.maxHeaderListSize = http1.httpDecoder.maxHeaderListSize
+            pipeline.decoderConfiguration.maxHeaderFieldCount = http1.httpDecoder.maxHeaderFieldCount
+            let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            return Value(upgradeResult: result, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgradeResult.get() {
+            case .http(let http1):
+                await connection().handleHTTP(asyncChannel: http1, logger: logger)
+            case .websocket(let asyncChannel, let handler, let logger):
+                await handler(asyncChannel, logger)
+            }
+        } catch let error as ChannelError where error == .inputClosed {
+            logger.trace("the connection closed before its first request")
+        } catch {
+            logger.debug("the connection failed", metadata: ["syncline.error": "\(error)"])
+        }
+    }
+
+    /// This channel for one plain-HTTP connection. A request that asks for a WebSocket is
+    /// answered by the HTTP router (it was not upgraded: the router says why) and the connection
+    /// closes; one that asks for it after other requests on the connection is redirected to the
+    /// same URI on a new connection, because NIO upgrades only a connection's first request.
+    private func connection() -> LiveUpgradeChannel {
+        let application = responder
+        let served = ServedRequests()
+        var connection = self
+        connection.responder = { request, writer, channel in
+            let first = served.next()
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                return try await application(request, writer, channel)
+            }
+            if first {
+                try await application(request, writer, channel)
+            } else {
+                var writer = writer
+                let location = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
+                try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
+            }
+            throw ConnectionClosedAfterAnswer()
+        }
+        return connection
+    }
+
+    /// Ends a connection after its answer (Hummingbird's HTTP handler closes it on a thrown error).
+    private struct ConnectionClosedAfterAnswer: Error {}
+
+    /// The WebSocket handler `shouldUpgrade` chose, handed to the upgrade pipeline (one per connection).
+    private final class AcceptedUpgrade: Sendable {
+        let handler = Mutex<WebSocketChannelHandler?>(nil)
+    }
+
+    /// Whether a connection already had a request (its requests are handled one at a time).
+    private final class ServedRequests: Sendable {
+        private let count = Atomic<Int>(0)
+
+        /// Counts a request; true for the connection's first.
+        func next() -> Bool { count.add(1, ordering: .relaxed).oldValue == 0 }
+    }
+
+    /// permessage-deflate and other extensions, as Hummingbird negotiates them.
+    private static func negotiateExtensions(
+        _ builders: [any WebSocketExtensionBuilder], requestHeaders: HTTPFields, responseHeaders: HTTPFields
+    ) throws -> (HTTPFields, [any WebSocketExtension]) {
+        var headers = responseHeaders
+        let requested = WebSocketExtensionHTTPParameters.parseHeaders(requestHeaders)
+        headers.append(contentsOf: builders.compactMap { $0.serverResponseHeader(to: requested) }.map { .init(name: .secWebSocketExtensions, value: $0) })
+        return (headers, try builders.compactMap { try $0.serverExtension(from: requested) })
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1 with the live WebSocket upgrade, refusals answered by the HTTP router (see ``LiveUpgradeChannel``).
+    static func http1LiveUpgrade<WSRouter: HTTPResponderBuilder>(
+        webSocketRouter: WSRouter, configuration: HTTP1WebSocketUpgradeChannel.Configuration
+    ) -> HTTPServerBuilder where WSRouter.Responder.Context: WebSocketRequestContext {
+        let webSocketResponder = webSocketRouter.buildResponder()
+        return HTTPServerBuilder { responder in
+            LiveUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: configuration)
+        }
+    }
+}
+
+extension Logger {
+    fileprivate func with(requestID: RequestID) -> Logger {
+        var logger = self
+        logger[metadataKey: "hb.request.id"] = .stringConvertible(requestID)
+        return logger
+    }
+}
