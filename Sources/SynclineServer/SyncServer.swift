@@ -72,10 +72,10 @@ public enum SyncServer {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let protocolHandler = ProtocolHandler(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
-        let router = Router(context: BasicWebSocketRequestContext.self)
+        let router = Router(context: SyncRequestContext.self)
         protocolHandler.addRoutes(to: router)
         // Only the live route decides upgrades; a refused one is answered by `router` (see LiveUpgradeChannel).
-        let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
+        let webSocketRouter = Router(context: SyncRequestContext.self)
         protocolHandler.addLiveRoute(to: webSocketRouter)
         let maxFrame = configuration.maxLiveMessageBytes
         var services: [any Service] = []

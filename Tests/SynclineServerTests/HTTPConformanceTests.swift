@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 import Logging
 import NIOCore
+import NIOWebSocket
 import Syncline
 import SynclineServer
 import Testing

@@ -1,6 +1,5 @@
 import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import Prometheus
@@ -25,8 +24,8 @@ struct ProtocolHandler: Sendable {
 
     /// The HTTP routes (DESIGN §5). `GET …/live` is here too: the HTTP router answers every
     /// request to it that was not upgraded (a refused token, a plain GET, an incomplete handshake).
-    var routes: RouteTable<BasicWebSocketRequestContext> {
-        var table = RouteTable<BasicWebSocketRequestContext>()
+    var routes: RouteTable<SyncRequestContext> {
+        var table = RouteTable<SyncRequestContext>()
         table.add(.get, "/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
         }
@@ -58,27 +57,27 @@ struct ProtocolHandler: Sendable {
         return table
     }
 
-    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
+    func addRoutes(to router: Router<SyncRequestContext>) {
         routes.register(on: router, refuse: errorResponse)
     }
 
     /// The live WebSocket route, on the router that decides upgrades: a request is upgraded only
     /// when it is authorized; any other is left to the HTTP router, which answers it like REST.
-    func addLiveRoute(to router: Router<BasicWebSocketRequestContext>) {
-        router.ws("/v1/ns/:ns/live") { request, context in
+    func addLiveRoute(to router: Router<SyncRequestContext>) {
+        router.get("/v1/ns/:ns/live") { request, context -> HTTPResponse.Status in
+            let namespace: Namespace
             do {
-                _ = try authorize(request, context)
-                return .upgrade([:])
+                namespace = try authorize(request, context)
             } catch {
-                return .dontUpgrade
+                return .forbidden  // not upgraded: the HTTP router answers with the reason
             }
-        } onUpgrade: { inbound, outbound, context in
-            // The upgrade check above already refused an invalid namespace; this cannot fail.
-            guard let name = context.requestContext.parameters.get("ns"), let namespace = try? Namespace(name) else { return }
-            let session = LiveSession(
-                namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: context.logger
-            )
-            await session.run(inbound: inbound, outbound: outbound)
+            context.liveUpgrade.accept { inbound, outbound, socket in
+                let session = LiveSession(
+                    namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: socket.logger
+                )
+                await session.run(inbound: inbound, outbound: outbound)
+            }
+            return .ok
         }
     }
 
@@ -86,7 +85,7 @@ struct ProtocolHandler: Sendable {
 
     /// Authenticates, rate-limits and runs `body`, turning every error into a protocol error answer.
     private func respond(
-        _ request: Request, _ context: BasicWebSocketRequestContext, _ body: (Namespace) async throws -> Response
+        _ request: Request, _ context: SyncRequestContext, _ body: (Namespace) async throws -> Response
     ) async -> Response {
         do {
             let namespace = try authorize(request, context)
@@ -101,7 +100,7 @@ struct ProtocolHandler: Sendable {
         }
     }
 
-    private func authorize(_ request: Request, _ context: BasicWebSocketRequestContext) throws(SyncError) -> Namespace {
+    private func authorize(_ request: Request, _ context: SyncRequestContext) throws(SyncError) -> Namespace {
         let name = context.parameters.get("ns") ?? ""
         let namespace = try Namespace(name)
         let token = try configuration.tokens.authorize(request.headers[.authorization], namespace: namespace)
@@ -122,12 +121,12 @@ struct ProtocolHandler: Sendable {
     private func changes(_ request: Request, namespace: Namespace) async throws -> Response {
         metrics.pullRequests.increment()
         let query = request.uri.queryParameters
-        let after = try Self.unsigned(query.get("after"), name: "after") ?? 0
-        let from = try Self.unsigned(query.get("from"), name: "from") ?? after
-        let limit = try Self.unsigned(query.get("limit"), name: "limit") ?? 500
+        let after = try Self.unsigned(Self.single(query, "after"), name: "after") ?? 0
+        let from = try Self.unsigned(Self.single(query, "from"), name: "from") ?? after
+        let limit = try Self.unsigned(Self.single(query, "limit"), name: "limit") ?? 500
         guard limit >= 1 else { throw SyncError(.invalidParameter, "limit must be at least 1, not 0") }
         var collections: Set<CollectionName>?
-        if let list = query.get("collections"), !list.isEmpty {
+        if let list = try Self.single(query, "collections"), !list.isEmpty {
             // Every name between commas must be valid: `a,,b` and a trailing comma are refused.
             let names = list.split(separator: ",", omittingEmptySubsequences: false)
             collections = Set(try names.map { name throws(SyncError) in try CollectionName(String(name)) })
@@ -190,6 +189,13 @@ struct ProtocolHandler: Sendable {
         if accept.contains("application/vnd.syncline+binary") { return .binary }
         if accept.contains("application/json") { return .json }
         return fallback
+    }
+
+    /// A query parameter given at most once (`after=1&after=2` is ambiguous: refused).
+    static func single(_ query: Parameters, _ name: String) throws(SyncError) -> String? {
+        let values = query.getAll(name)
+        guard values.count <= 1 else { throw SyncError(.invalidParameter, "\(name) is given \(values.count) times; give it once") }
+        return values.first
     }
 
     static func unsigned(_ text: String?, name: String) throws(SyncError) -> UInt64? {

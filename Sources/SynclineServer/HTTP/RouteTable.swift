@@ -52,7 +52,11 @@ struct RouteTable<Context: RequestContext>: Sendable {
         let table: RouteTable
         let refuse: @Sendable (SyncError) -> Response
 
-        func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // `@concurrent`: the protocol is declared in a module without NonisolatedNonsendingByDefault.
+        @concurrent
+        func handle(
+            _ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response
+        ) async throws -> Response {
             let path = request.uri.path
             let allowed = table.methods(servedOn: path)
             guard !allowed.isEmpty else {

@@ -27,8 +27,11 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     enum UpgradeResult: Sendable {
         case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, WebSocketChannelHandler, Logger)
-        /// Plain HTTP: no upgrade was asked for, or the WebSocket router refused it.
+        /// Plain HTTP: the first request did not ask for an upgrade.
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// The first request asked for an upgrade and was not upgraded (NIO's upgrade handler
+        /// consumed its head, which is kept here).
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, HTTPRequestHead)
     }
 
     struct Value: ServerChildChannelValue {
@@ -44,27 +47,26 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
     /// - Parameters:
     ///   - responder: the application's HTTP responder; it answers every request that is not upgraded.
-    ///   - webSocketResponder: decides whether a request is upgraded (a `ws(...)` route answering `.ok`).
-    init<WSResponder: HTTPResponder>(
-        responder: @escaping HTTPChannelHandler.Responder, webSocketResponder: WSResponder,
+    ///   - webSocketResponder: decides whether a request is upgraded: a route that accepts it sets
+    ///     the context's ``SyncRequestContext/LiveUpgrade`` handler.
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, webSocketResponder: some HTTPResponder<SyncRequestContext>,
         configuration: HTTP1WebSocketUpgradeChannel.Configuration
-    ) where WSResponder.Context: WebSocketRequestContext {
+    ) {
         self.responder = responder
         self.configuration = configuration
         self.shouldUpgrade = { head, channel, logger in
             let promise = channel.eventLoop.makePromise(of: (HTTPFields, WebSocketChannelHandler)?.self)
             promise.completeWithTask {
                 let request = Request(head: head, body: .init(buffer: .init()))
-                let context = WSResponder.Context(source: .init(channel: channel, logger: logger))
+                let context = SyncRequestContext(source: .init(channel: channel, logger: logger))
                 let response: Response
                 do {
                     response = try await webSocketResponder.respond(to: request, context: context)
                 } catch {
                     return nil  // the HTTP router answers it
                 }
-                guard response.status == .ok, let webSocket = context.webSocket.handler.withLockedValue({ $0 }) else {
-                    return nil
-                }
+                guard response.status == .ok, let handler = context.liveUpgrade.accepted else { return nil }
                 let (headers, extensions) = try Self.negotiateExtensions(
                     configuration.ws.extensions, requestHeaders: head.headerFields, responseHeaders: response.headers
                 )
@@ -76,7 +78,7 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                     do {
                         _ = try await WebSocketHandler.handle(
                             type: .server, configuration: webSocketConfiguration, asyncChannel: asyncChannel,
-                            context: WebSocketRouterContext(request: request, context: webSocket.context), handler: webSocket.handler
+                            context: SyncRequestContext.SocketContext(logger: logger), handler: handler
                         )
                     } catch {
                         logger.debug("live connection failed", metadata: ["syncline.error": "\(error)"])
@@ -90,7 +92,7 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let logger = logger.with(requestID: RequestID())
-            let accepted = AcceptedUpgrade()
+            let attempt = UpgradeAttempt()
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: configuration.ws.maxFrameSize,
                 shouldUpgrade: { channel, head in
@@ -102,14 +104,14 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                     }
                     return shouldUpgrade(request, channel, logger).map { result in
                         guard let (headers, handler) = result else { return nil }
-                        accepted.handler.withLock { $0 = handler }
+                        attempt.handler.withLock { $0 = handler }
                         return HTTPHeaders(headers)
                     }
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         // NIO runs this only after `shouldUpgrade` accepted, which set the handler.
-                        guard let handler = accepted.handler.withLock({ $0 }) else { throw ChannelError.inappropriateOperationForState }
+                        guard let handler = attempt.handler.withLock({ $0 }) else { throw ChannelError.inappropriateOperationForState }
                         let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
                         )
@@ -127,11 +129,11 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger)
                         )
-                        return UpgradeResult.http(
-                            try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
-                                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
-                            )
+                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
                         )
+                        if let head = attempt.head.withLock({ $0 }) { return UpgradeResult.refused(http, head) }
+                        return UpgradeResult.http(http)
                     }
                 }
             )
@@ -143,6 +145,8 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.decoderConfiguration.maxHeaderListSize = http1.httpDecoder.maxHeaderListSize
             pipeline.decoderConfiguration.maxHeaderFieldCount = http1.httpDecoder.maxHeaderFieldCount
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
+            try channel.pipeline.syncOperations.addHandler(UpgradeHeadRecorder(attempt: attempt), position: .before(upgradeHandler))
             return Value(upgradeResult: result, channel: channel)
         }
     }
@@ -152,6 +156,8 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
             switch try await value.upgradeResult.get() {
             case .http(let http1):
                 await connection().handleHTTP(asyncChannel: http1, logger: logger)
+            case .refused(let http1, let head):
+                try await answerRefusedUpgrade(head, on: http1)
             case .websocket(let asyncChannel, let handler, let logger):
                 await handler(asyncChannel, logger)
             }
@@ -162,26 +168,25 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
-    /// This channel for one plain-HTTP connection. A request that asks for a WebSocket is
-    /// answered by the HTTP router (it was not upgraded: the router says why) and the connection
-    /// closes; one that asks for it after other requests on the connection is redirected to the
-    /// same URI on a new connection, because NIO upgrades only a connection's first request.
+    /// Answers a refused upgrade with the HTTP router (which says why: 401, 403, 400, 429, or 404
+    /// for a path it does not serve), then closes the connection.
+    private func answerRefusedUpgrade(_ head: HTTPRequestHead, on http1: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>) async throws {
+        try await http1.executeThenClose { _, outbound in
+            let request = Request(head: try HTTPRequest(head, secure: false, splitCookie: false), body: .init(buffer: .init()))
+            try await responder(request, ResponseWriter(outbound: outbound), http1.channel)
+        }
+    }
+
+    /// This channel for a plain-HTTP connection: a later request that asks for a WebSocket is
+    /// redirected to the same URI on a new connection (as Hummingbird does), because NIO upgrades
+    /// only a connection's first request.
     private func connection() -> LiveUpgradeChannel {
         let application = responder
-        let served = ServedRequests()
         var connection = self
         connection.responder = { request, writer, channel in
-            let first = served.next()
-            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
-                return try await application(request, writer, channel)
-            }
-            if first {
-                try await application(request, writer, channel)
-            } else {
-                var writer = writer
-                let location = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
-                try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
-            }
+            guard request.headers[.upgrade] != nil else { return try await application(request, writer, channel) }
+            let location = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
+            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
             throw ConnectionClosedAfterAnswer()
         }
         return connection
@@ -190,17 +195,29 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
     /// Ends a connection after its answer (Hummingbird's HTTP handler closes it on a thrown error).
     private struct ConnectionClosedAfterAnswer: Error {}
 
-    /// The WebSocket handler `shouldUpgrade` chose, handed to the upgrade pipeline (one per connection).
-    private final class AcceptedUpgrade: Sendable {
+    /// One connection's upgrade attempt: its request head, and the WebSocket handler when accepted.
+    private final class UpgradeAttempt: Sendable {
+        let head = Mutex<HTTPRequestHead?>(nil)
         let handler = Mutex<WebSocketChannelHandler?>(nil)
     }
 
-    /// Whether a connection already had a request (its requests are handled one at a time).
-    private final class ServedRequests: Sendable {
-        private let count = Atomic<Int>(0)
+    /// Keeps the connection's first request head when it asks for an upgrade (NIO's upgrade
+    /// handler consumes it; a refused upgrade still needs its answer), then leaves the pipeline.
+    private final class UpgradeHeadRecorder: ChannelInboundHandler, RemovableChannelHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias InboundOut = HTTPServerRequestPart
 
-        /// Counts a request; true for the connection's first.
-        func next() -> Bool { count.add(1, ordering: .relaxed).oldValue == 0 }
+        let attempt: UpgradeAttempt
+
+        init(attempt: UpgradeAttempt) { self.attempt = attempt }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if case .head(let head) = unwrapInboundIn(data), head.headers.contains(name: "upgrade") {
+                attempt.head.withLock { $0 = head }
+            }
+            context.fireChannelRead(data)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
     }
 
     /// permessage-deflate and other extensions, as Hummingbird negotiates them.
@@ -216,9 +233,9 @@ struct LiveUpgradeChannel: ServerChildChannel, HTTPChannelHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1 with the live WebSocket upgrade, refusals answered by the HTTP router (see ``LiveUpgradeChannel``).
-    static func http1LiveUpgrade<WSRouter: HTTPResponderBuilder>(
-        webSocketRouter: WSRouter, configuration: HTTP1WebSocketUpgradeChannel.Configuration
-    ) -> HTTPServerBuilder where WSRouter.Responder.Context: WebSocketRequestContext {
+    static func http1LiveUpgrade(
+        webSocketRouter: Router<SyncRequestContext>, configuration: HTTP1WebSocketUpgradeChannel.Configuration
+    ) -> HTTPServerBuilder {
         let webSocketResponder = webSocketRouter.buildResponder()
         return HTTPServerBuilder { responder in
             LiveUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: configuration)
