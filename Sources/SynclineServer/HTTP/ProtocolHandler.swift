@@ -45,10 +45,7 @@ struct ProtocolHandler: Sendable {
             let upgrade = request.headers[.upgrade]?.lowercased() == "websocket"
             var response = await respond(request, context) { _ in
                 guard upgrade else { throw SyncError(.upgradeRequired, "this route is a WebSocket: send Upgrade: websocket") }
-                throw SyncError(
-                    .malformedInput,
-                    "the WebSocket handshake is incomplete: it needs Connection: Upgrade, Sec-WebSocket-Key and Sec-WebSocket-Version: 13"
-                )
+                throw SyncError(.malformedInput, Self.handshakeProblem(request.headers) ?? "the WebSocket upgrade failed")
             }
             // A refused upgrade ends its connection (LiveUpgradeChannel closes it after this answer).
             if upgrade { response.headers[.connection] = "close" }
@@ -71,6 +68,7 @@ struct ProtocolHandler: Sendable {
             } catch {
                 return .forbidden  // not upgraded: the HTTP router answers with the reason
             }
+            guard Self.handshakeProblem(request.headers) == nil else { return .badRequest }
             context.liveUpgrade.accept { inbound, outbound, socket in
                 let session = LiveSession(
                     namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: socket.logger
@@ -79,6 +77,21 @@ struct ProtocolHandler: Sendable {
             }
             return .ok
         }
+    }
+
+    /// What makes a WebSocket handshake invalid (RFC 6455 §4.2.1), or nil when it is complete.
+    static func handshakeProblem(_ headers: HTTPFields) -> String? {
+        let base64 = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+        let connection = headers[values: .connection].flatMap { $0.split(separator: ",") }
+        guard connection.contains(where: { $0.lowercased().split(whereSeparator: { $0 == " " || $0 == "\t" }) == ["upgrade"] }) else {
+            return "the WebSocket handshake needs Connection: Upgrade"
+        }
+        guard headers[values: .secWebSocketVersion] == ["13"] else { return "the WebSocket handshake needs Sec-WebSocket-Version: 13" }
+        let keys = headers[values: .secWebSocketKey]
+        guard keys.count == 1, let key = keys.first, key.count == 24, key.hasSuffix("=="), key.prefix(22).allSatisfy(base64.contains) else {
+            return "the WebSocket handshake needs one Sec-WebSocket-Key: 16 bytes in base64"
+        }
+        return nil
     }
 
     // MARK: Requests
