@@ -69,10 +69,11 @@ struct HTTPConformanceTests {
             #expect(answer.status == .upgradeRequired && Self.errorCode(answer) == "upgrade_required")
             #expect(answer.headers[.upgrade] == "websocket")
 
-            // The WebSocket client sees the refusal as a failed connect, and a good token still upgrades.
+            // The WebSocket client sees the refusal as a failed upgrade (WebSocketTransport asks for a
+            // fresh token on that error), and a good token still upgrades.
             var wrong = WebSocketClientConfiguration()
             wrong.additionalHeaders[.authorization] = "Bearer not-a-token"
-            await #expect(throws: (any Error).self) {
+            await #expect(throws: WebSocketClientError.webSocketUpgradeFailed) {
                 try await WebSocketClient.connect(url: "\(server.liveURL)\(live)", configuration: wrong, logger: Logger(label: "refused")) { _, _, _ in }
             }
             var good = WebSocketClientConfiguration()
