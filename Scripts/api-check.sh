@@ -63,9 +63,12 @@ echo "api-check: $SERVER_BIN listening on port $port"
 # One retry on a network failure: after a 101 (the live route's WebSocket upgrade) the HTTP client
 # puts the upgraded connection back in its pool, and its next request there gets WebSocket bytes;
 # the retry goes out on a fresh connection. A server that really drops requests fails both tries.
+# Run from the throwaway directory: schemathesis keeps a `.schemathesis` cache in its working directory.
+root=$PWD
 status=0
-"$VENV/bin/st" --no-color --config-file Scripts/api-check.toml run docs/openapi.json --url "http://127.0.0.1:$port" -H "Authorization: Bearer $token" \
-    --checks all --request-retries 1 --generation-database none "$@" || status=$?
+(cd "$work" && "$root/$VENV/bin/st" --no-color --config-file "$root/Scripts/api-check.toml" run "$root/docs/openapi.json" \
+    --url "http://127.0.0.1:$port" -H "Authorization: Bearer $token" \
+    --checks all --request-retries 1 --generation-database none "$@") || status=$?
 
 if [ -s "$work/server.err" ]; then
     echo "api-check: server log (warnings and errors):"
