@@ -89,9 +89,12 @@ public enum SyncServer {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let protocolHandler = ProtocolHandler(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
-        let router = Router(context: BasicWebSocketRequestContext.self)
+        let router = Router(context: SyncRequestContext.self)
         protocolHandler.addRoutes(to: router)
-        let webSocketResponder = router.buildResponder()
+        // Only the live route decides upgrades; a refused one is answered by `router` (see LiveUpgradeChannel).
+        let webSocketRouter = Router(context: SyncRequestContext.self)
+        protocolHandler.addLiveRoute(to: webSocketRouter)
+        let webSocketResponder = webSocketRouter.buildResponder()
         var services: [any Service] = []
         if let retention = configuration.tombstoneRetention {
             services.append(
@@ -104,7 +107,7 @@ public enum SyncServer {
         return Application(
             router: router,
             server: connectionGuarded(configuration) { responder, channelConfiguration in
-                HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration)
+                LiveUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration)
             },
             configuration: .init(address: .hostname(host, port: port), serverName: "syncline"),
             services: services,

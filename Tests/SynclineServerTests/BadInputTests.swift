@@ -125,13 +125,20 @@ struct BadInputTests {
             #expect(answer.status == 400 && answer.errorCode == "invalid_namespace")
             // Tried: a cursor beyond the head, a negative limit, a limit of 0, and a cursor that is not a number.
             answer = try await server.raw(.GET, "/v1/ns/team/changes?after=999999")
-            #expect(answer.status == 400 && answer.errorCode == "invalid_cursor")
+            #expect(answer.status == 409 && answer.errorCode == "invalid_cursor")
             answer = try await server.raw(.GET, "/v1/ns/team/changes?after=0&limit=-5")
             #expect(answer.status == 400 && answer.errorCode == "invalid_parameter")
             answer = try await server.raw(.GET, "/v1/ns/team/changes?after=0&limit=0")
             #expect(answer.status == 400 && answer.errorCode == "invalid_parameter")
             answer = try await server.raw(.GET, "/v1/ns/team/changes?after=abc")
             #expect(answer.status == 400 && answer.errorCode == "invalid_parameter")
+            // Tried: a parameter given twice, and collection lists with an empty name.
+            answer = try await server.raw(.GET, "/v1/ns/team/changes?after=0&after=1")
+            #expect(answer.status == 400 && answer.errorCode == "invalid_parameter")
+            for list in ["todos,,notes", "todos,", ",todos"] {
+                answer = try await server.raw(.GET, "/v1/ns/team/changes?collections=\(list)")
+                #expect(answer.status == 400 && answer.errorCode == "invalid_collection", "collections=\(list)")
+            }
             // Tried: a body in a format the server does not speak, and an unknown Content-Encoding.
             answer = try await server.raw(.POST, push, body: valid, headers: [("Content-Type", "text/plain")])
             #expect(answer.status == 415 && answer.errorCode == "unsupported_media_type")

@@ -239,6 +239,8 @@ struct JSONFields {
         switch node {
         case .int(let number) where number >= 0: return UInt64(number)
         case .unsigned(let number): return number
+        // JSON Schema's integers include `5.0`; so do ours (exactly representable values only).
+        case .double(let number) where number >= 0 && number < 0x1p64 && number.rounded(.towardZero) == number: return UInt64(number)
         default: throw wrongType(key, "a non-negative integer", node)
         }
     }

@@ -37,6 +37,7 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
             case unsupportedMediaType = "unsupported_media_type"
             case invalidParameter = "invalid_parameter"
             case upgradeRequired = "upgrade_required"
+            case methodNotAllowed = "method_not_allowed"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -102,6 +103,8 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let upgradeRequired = Code(.upgradeRequired)
         /// A body in a format the server does not speak (HTTP 415).
         public static let unsupportedMediaType = Code(.unsupportedMediaType)
+        /// A method the route does not serve; the answer's `Allow` lists those it does (HTTP 405).
+        public static let methodNotAllowed = Code(.methodNotAllowed)
 
         public var description: String { base.rawValue }
 

@@ -1,6 +1,5 @@
 import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import CoreMetrics
@@ -24,58 +23,95 @@ struct ProtocolHandler: Sendable {
         self.logger = logger
     }
 
-    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
-        router.get("/healthz") { _, _ in
+    /// The HTTP routes (DESIGN §5). `GET …/live` is here too: the HTTP router answers every
+    /// request to it that was not upgraded (a refused token, a plain GET, an incomplete handshake).
+    var routes: RouteTable<SyncRequestContext> {
+        var table = RouteTable<SyncRequestContext>()
+        table.add(.get, "/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
         }
-        router.get("/metrics") { _, _ in
+        table.add(.get, "/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer()))
             )
         }
-        router.post("/v1/ns/:ns/push") { request, context in
+        table.add(.post, "/v1/ns/:ns/push") { request, context in
             await respond(request, context) { namespace in try await push(request, namespace: namespace) }
         }
-        router.get("/v1/ns/:ns/changes") { request, context in
+        table.add(.get, "/v1/ns/:ns/changes") { request, context in
             await respond(request, context) { namespace in try await changes(request, namespace: namespace) }
         }
-        router.ws("/v1/ns/:ns/live") { request, context in
-            do {
-                _ = try authorize(request, context)
-                guard request.headers[.upgrade]?.lowercased() == "websocket" else {
-                    throw SyncError(.upgradeRequired, "this route is a WebSocket: send Upgrade: websocket")
-                }
-                return .upgrade([:])
-            } catch let error as SyncError {
-                throw ProtocolErrorResponse(response: errorResponse(error))
+        table.add(.get, "/v1/ns/:ns/live") { request, context in
+            let upgrade = request.headers[.upgrade]?.lowercased() == "websocket"
+            var response = await respond(request, context) { _ in
+                guard upgrade else { throw SyncError(.upgradeRequired, "this route is a WebSocket: send Upgrade: websocket") }
+                throw SyncError(.malformedInput, Self.handshakeProblem(request.headers) ?? "the WebSocket upgrade failed")
             }
-        } onUpgrade: { inbound, outbound, context in
-            // The upgrade check above already refused an invalid namespace; this cannot fail.
-            guard let name = context.requestContext.parameters.get("ns"), let namespace = try? Namespace(name) else { return }
-            // The same credentials again, for the token's expiry: the session ends when it does. A
-            // token that stopped verifying since the upgrade check (a key rotated out) ends it now.
-            let expiresAt: UInt64?
-            do {
-                expiresAt = try configuration.authenticator.authenticate(
-                    context.request.headers[.authorization], namespace: namespace, now: configuration.clock()
-                ).expiresAt
-            } catch {
-                expiresAt = 0
-            }
-            let session = LiveSession(
-                namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: context.logger,
-                expiresAt: expiresAt
-            )
-            await session.run(inbound: inbound, outbound: outbound)
+            // A refused upgrade ends its connection (LiveUpgradeChannel closes it after this answer).
+            if upgrade { response.headers[.connection] = "close" }
+            return response
         }
+        return table
+    }
+
+    func addRoutes(to router: Router<SyncRequestContext>) {
+        routes.register(on: router, refuse: errorResponse)
+    }
+
+    /// The live WebSocket route, on the router that decides upgrades: a request is upgraded only
+    /// when it is authorized; any other is left to the HTTP router, which answers it like REST.
+    func addLiveRoute(to router: Router<SyncRequestContext>) {
+        router.get("/v1/ns/:ns/live") { request, context -> HTTPResponse.Status in
+            let namespace: Namespace
+            do {
+                namespace = try authorize(request, context)
+            } catch {
+                return .forbidden  // not upgraded: the HTTP router answers with the reason
+            }
+            guard Self.handshakeProblem(request.headers) == nil else { return .badRequest }
+            let authorization = request.headers[.authorization]
+            context.liveUpgrade.accept { inbound, outbound, socket in
+                // The same credentials again, for the token's expiry: the session ends when it does.
+                // A token that stopped verifying since the upgrade check (a key rotated out) ends it now.
+                let expiresAt: UInt64?
+                do {
+                    expiresAt = try configuration.authenticator.authenticate(
+                        authorization, namespace: namespace, now: configuration.clock()
+                    ).expiresAt
+                } catch {
+                    expiresAt = 0
+                }
+                let session = LiveSession(
+                    namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: socket.logger,
+                    expiresAt: expiresAt
+                )
+                await session.run(inbound: inbound, outbound: outbound)
+            }
+            return .ok
+        }
+    }
+
+    /// What makes a WebSocket handshake invalid (RFC 6455 §4.2.1), or nil when it is complete.
+    static func handshakeProblem(_ headers: HTTPFields) -> String? {
+        let base64 = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+        let connection = headers[values: .connection].flatMap { $0.split(separator: ",") }
+        guard connection.contains(where: { $0.lowercased().split(whereSeparator: { $0 == " " || $0 == "\t" }) == ["upgrade"] }) else {
+            return "the WebSocket handshake needs Connection: Upgrade"
+        }
+        guard headers[values: .secWebSocketVersion] == ["13"] else { return "the WebSocket handshake needs Sec-WebSocket-Version: 13" }
+        let keys = headers[values: .secWebSocketKey]
+        guard keys.count == 1, let key = keys.first, key.count == 24, key.hasSuffix("=="), key.prefix(22).allSatisfy(base64.contains) else {
+            return "the WebSocket handshake needs one Sec-WebSocket-Key: 16 bytes in base64"
+        }
+        return nil
     }
 
     // MARK: Requests
 
     /// Authenticates, rate-limits and runs `body`, turning every error into a protocol error answer.
     private func respond(
-        _ request: Request, _ context: BasicWebSocketRequestContext, _ body: (Namespace) async throws -> Response
+        _ request: Request, _ context: SyncRequestContext, _ body: (Namespace) async throws -> Response
     ) async -> Response {
         do {
             let namespace = try authorize(request, context)
@@ -90,8 +126,7 @@ struct ProtocolHandler: Sendable {
         }
     }
 
-    /// Authenticates (static token or JWT, see ``Authenticator``) and rate-limits a request.
-    private func authorize(_ request: Request, _ context: BasicWebSocketRequestContext) throws(SyncError) -> Namespace {
+    private func authorize(_ request: Request, _ context: SyncRequestContext) throws(SyncError) -> Namespace {
         let name = context.parameters.get("ns") ?? ""
         let namespace = try Namespace(name)
         let grant = try configuration.authenticator.authenticate(
@@ -114,16 +149,18 @@ struct ProtocolHandler: Sendable {
     private func changes(_ request: Request, namespace: Namespace) async throws -> Response {
         metrics.pullRequests.increment()
         let query = request.uri.queryParameters
-        let after = try Self.unsigned(query.get("after"), name: "after") ?? 0
-        let from = try Self.unsigned(query.get("from"), name: "from") ?? after
-        let limit = try Self.unsigned(query.get("limit"), name: "limit") ?? 500
+        let after = try Self.unsigned(Self.single(query, "after"), name: "after") ?? 0
+        let from = try Self.unsigned(Self.single(query, "from"), name: "from") ?? after
+        let limit = try Self.unsigned(Self.single(query, "limit"), name: "limit") ?? 500
         guard limit >= 1 else { throw SyncError(.invalidParameter, "limit must be at least 1, not 0") }
         var collections: Set<CollectionName>?
-        if let list = query.get("collections"), !list.isEmpty {
-            collections = Set(try list.split(separator: ",").map { name throws(SyncError) in try CollectionName(String(name)) })
+        if let list = try Self.single(query, "collections"), !list.isEmpty {
+            // Every name between commas must be valid: `a,,b` and a trailing comma are refused.
+            let names = list.split(separator: ",", omittingEmptySubsequences: false)
+            collections = Set(try names.map { name throws(SyncError) in try CollectionName(String(name)) })
         }
         // The epoch the device's cursor belongs to (absent: served as it is, DESIGN §5).
-        let epoch = try query.get("epoch").map { text throws(SyncError) in try Epoch(parsing: text) }
+        let epoch = try Self.single(query, "epoch").map { text throws(SyncError) in try Epoch(parsing: text) }
         let page = try await backend.pull(
             namespace: namespace, after: after, from: from, limit: Int(clamping: limit), collections: collections,
             epoch: epoch, configuration: configuration.engine
@@ -184,6 +221,13 @@ struct ProtocolHandler: Sendable {
         return fallback
     }
 
+    /// A query parameter given at most once (`after=1&after=2` is ambiguous: refused).
+    static func single(_ query: Parameters, _ name: String) throws(SyncError) -> String? {
+        let values = query.getAll(name)
+        guard values.count <= 1 else { throw SyncError(.invalidParameter, "\(name) is given \(values.count) times; give it once") }
+        return values.first
+    }
+
     static func unsigned(_ text: String?, name: String) throws(SyncError) -> UInt64? {
         guard let text else { return nil }
         guard let value = UInt64(text) else {
@@ -203,6 +247,7 @@ struct ProtocolHandler: Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         if error.code == .rateLimited, let wait = error.limit { headers[.retryAfter] = String(wait) }
         if error.code == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        if error.code == .upgradeRequired { headers[.upgrade] = "websocket" }
         return Response(status: Self.status(of: error), headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
     }
 
@@ -212,9 +257,13 @@ struct ProtocolHandler: Sendable {
         case .forbidden: return .forbidden
         case .batchTooLarge, .decompressionLimit: return .contentTooLarge
         case .resyncRequired: return .gone
+        // The request is well formed but does not fit the server's state: a cursor beyond the
+        // head, an HLC ahead of the server's clock. The device re-reads or re-stamps.
+        case .invalidCursor, .clockSkew: return .conflict
         case .rateLimited: return .tooManyRequests
         case .unsupportedMediaType: return .unsupportedMediaType
         case .upgradeRequired: return .upgradeRequired
+        case .methodNotAllowed: return .methodNotAllowed
         case .notFound: return .notFound
         case .storage, .storeClosed, .compressionFailed: return .internalServerError
         default: return .badRequest
@@ -238,16 +287,6 @@ struct ProtocolHandler: Sendable {
         }
         return result + "\""
     }
-}
-
-/// A protocol error thrown where Hummingbird expects an error (the WebSocket upgrade check), so
-/// the answer has the protocol's error body.
-struct ProtocolErrorResponse: HTTPResponseError {
-    let response: Response
-
-    var status: HTTPResponse.Status { response.status }
-
-    func response(from request: Request, context: some RequestContext) throws -> Response { response }
 }
 
 extension ServerEngine.PushOutcome {
