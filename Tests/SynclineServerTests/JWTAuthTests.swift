@@ -167,8 +167,10 @@ struct JWTAuthTests {
                 }
             }
 
-            // Inside the 60 s leeway: an exp 30 s ago and an nbf 30 s ahead are accepted.
-            let lenient = try await issuer.token(.es256, with(["exp": .number(now - 30), "nbf": .number(now + 30)]))
+            // Inside the 60 s leeway: an exp 30 s ago and an nbf 30 s ahead are accepted (the clock
+            // is read again here: the refusals above may have taken longer than the leeway).
+            let current = Self.now
+            let lenient = try await issuer.token(.es256, with(["exp": .number(current - 30), "nbf": .number(current + 30)]))
             #expect(try await server.raw(.GET, "/v1/ns/team/changes?after=0", token: lenient).status == 200)
             // An exp far beyond any clock (1e300 s) is valid and does not overflow the live socket's expiry timer.
             let farFuture = try await issuer.token(.hs256, with(["exp": .number(1e300)]))
