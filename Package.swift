@@ -179,6 +179,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Compiles every Swift snippet of README.md and Syncline.docc, and runs Getting Started.
+        .testTarget(
+            name: "SynclineDocsTests",
+            dependencies: [
+                "Syncline", "SynclineSQLite", "SynclineNetwork", "SynclineServer", "SynclineTesting",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SynclineSimulationTests",
             dependencies: ["Syncline", "SynclineSimulation"],

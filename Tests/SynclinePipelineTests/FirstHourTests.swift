@@ -141,6 +141,45 @@ struct FirstHourTests {
         #expect(try await alice.fields(of: key) == ["title": "bob"])
     }
 
+    /// Item 8: a token that is always refused made an error event every few seconds, forever.
+    /// After `maxUnauthorized` refusals in a row the client reports `.connectivity(.unauthorized)`
+    /// once, in its status too, and stops trying until the app calls `start()` again. Tried: a
+    /// transport whose server refuses every token, and a backoff of 1 to 5 ms, so a loop that
+    /// kept retrying would make hundreds of attempts while the test waits.
+    @Test func anAlwaysRefusedTokenEndsInOneUnauthorizedStateUntilTheAppStartsAgain() async throws {
+        let harness = Harness()
+        let transport = RefusingTransport(InMemoryTransport(server: harness.server, namespace: harness.namespace))
+        let client = try SyncClient(
+            namespace: harness.namespace, store: InMemoryStore(), transport: transport,
+            configuration: .init(initialBackoff: .milliseconds(1), maxBackoff: .milliseconds(5), syncInterval: .milliseconds(20))
+        )
+        let unauthorized = Mutex(0)
+        let errors = Mutex(0)
+        client.observeEvents { event in
+            if case .connectivity(.unauthorized) = event { unauthorized.withLock { $0 += 1 } }
+            if case .error = event { errors.withLock { $0 += 1 } }
+        }
+        _ = try await client.upsert(Sample.key("t1"), fields: ["n": 1])
+        client.start()
+        #expect(try await eventually { await client.status.connectivity == .unauthorized })
+        let attempts = transport.refusals
+        let errorEvents = errors.withLock { $0 }
+        #expect(attempts == 3, "three refusals in a row, then it waits (\(attempts))")
+        // It waits: writes and 20 ms ticks during half a second bring no new attempt.
+        _ = try await client.upsert(Sample.key("t2"), fields: ["n": 2])
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(transport.refusals == attempts, "no attempt while waiting for credentials")
+        #expect(errors.withLock { $0 } == errorEvents, "no error event while waiting")
+        #expect(unauthorized.withLock { $0 } == 1, "reported once")
+
+        // The app fixes its credentials and starts again: the writes go through.
+        transport.accept()
+        client.start()
+        #expect(try await eventually { try await harness.server.head(namespace: harness.namespace) == 2 })
+        #expect(await client.status.connectivity == .online)
+        await client.stop()
+    }
+
     /// Item 7: cancelling `sync()` is neither an error event nor a sign of being offline; it
     /// throws `CancellationError`. Tried: a push held by the transport for 60 s, cancelled.
     @Test func cancellingSyncIsNotAnErrorNorOffline() async throws {
@@ -221,4 +260,36 @@ struct PageAtomicityTests {
         bob.close()
         return failing == nil ? counted == before ? store.writes - before : 0 : 0
     }
+}
+
+/// A transport whose server refuses every token until `accept()` (counting the refusals).
+final class RefusingTransport: SyncTransport {
+    private let inner: InMemoryTransport
+    private let state = Mutex((accepting: false, refusals: 0))
+
+    init(_ inner: InMemoryTransport) { self.inner = inner }
+
+    var refusals: Int { state.withLock { $0.refusals } }
+    func accept() { state.withLock { $0.accepting = true } }
+
+    private func check() throws {
+        try state.withLock { state in
+            guard state.accepting else {
+                state.refusals += 1
+                throw SyncError(.unauthorized, "HTTP 401: the token was refused")
+            }
+        }
+    }
+
+    func push(_ batch: ChangeBatch) async throws -> PushResponse {
+        try check()
+        return try await inner.push(batch)
+    }
+
+    func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
+        try check()
+        return try await inner.pull(after: cursor, from: position, limit: limit, epoch: epoch)
+    }
+
+    func liveHeads() async -> AsyncStream<UInt64> { await inner.liveHeads() }
 }

@@ -6,7 +6,7 @@ import Synchronization
 /// ```swift
 /// let client = try SyncClient(namespace: Namespace("alice"), store: SQLiteStore(path: "alice.db"),
 ///                             transport: transport)
-/// let todos = client.collection(Todo.self, named: "todos", conflicts: .lastWriterWins)
+/// let todos = try client.collection(Todo.self, named: "todos", conflicts: .lastWriterWins)
 /// try await todos.upsert(todo, priority: .high)
 /// try await todos.update(id: "1") { $0.done = true }     // sends only `done`
 /// let stats = try await client.sync()                      // one full push + pull now
@@ -37,13 +37,17 @@ public final class SyncClient: Sendable {
         public var syncInterval: Duration
         /// When changes are pending and nothing drained for this long, `outboxStalled` fires. Default 60 s.
         public var stallTimeout: Duration
+        /// Background syncs refused for the token, in a row, before the client stops retrying and
+        /// reports `.connectivity(.unauthorized)` (once); `start()` or `sync()` tries again. Default 3.
+        public var maxUnauthorized: Int
 
         public init(
             maxBatchChanges: Int = 500, maxBatchBytes: Int = 1 << 20, pageSize: Int = 500, pushAttempts: Int = 1,
             initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(5), limits: Limits = .default,
             eventBufferSize: Int = 256, wallClock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() },
-            syncInterval: Duration = .seconds(30), stallTimeout: Duration = .seconds(60)
+            syncInterval: Duration = .seconds(30), stallTimeout: Duration = .seconds(60), maxUnauthorized: Int = 3
         ) {
+            self.maxUnauthorized = max(1, maxUnauthorized)
             self.syncInterval = syncInterval
             self.stallTimeout = stallTimeout
             self.maxBatchChanges = maxBatchChanges
@@ -84,6 +88,10 @@ public final class SyncClient: Sendable {
         var runner: Task<Void, any Error>?
         var lastDrain = ContinuousClock.now
         var stallReported = false
+        /// Background syncs refused for the token in a row.
+        var unauthorizedInARow = 0
+        /// Set when they reached `maxUnauthorized`: the loop waits for `start()` or `sync()`.
+        var waitingForCredentials = false
     }
 
     /// Opens the pipeline over a store and a transport. Local reads and writes work at once,
@@ -169,18 +177,36 @@ public final class SyncClient: Sendable {
         triggers.continuation.yield()
         for await _ in triggers.stream {
             try Task.checkCancellation()
+            // Refused for the token too often: local writes and ticks wait for the app.
+            if state.withLock({ $0.waitingForCredentials }) { continue }
             do {
                 try await sync()
                 backoff = configuration.initialBackoff
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
+                if (error as? SyncError)?.code == .unauthorized, refusedForTheToken() { continue }
                 try await checkStall()
                 try await Task.sleep(for: backoff * Double.random(in: 0.5...1.0, using: &random))
                 backoff = min(backoff * 2, configuration.maxBackoff)
                 triggers.continuation.yield()
             }
         }
+    }
+
+    /// Counts a background sync refused for the token; at `maxUnauthorized` in a row the client
+    /// reports `.connectivity(.unauthorized)` once and the loop waits. Returns whether it waits.
+    private func refusedForTheToken() -> Bool {
+        let limit = configuration.maxUnauthorized
+        let stop = state.withLock { state -> Bool in
+            state.unauthorizedInARow += 1
+            guard state.unauthorizedInARow >= limit, !state.waitingForCredentials else { return false }
+            state.waitingForCredentials = true
+            state.status.connectivity = .unauthorized
+            return true
+        }
+        if stop { bus.emit(.connectivity(.unauthorized)) }
+        return stop
     }
 
     private func checkStall() async throws {
@@ -198,11 +224,18 @@ public final class SyncClient: Sendable {
     }
 
     /// Starts `run()` in a task (the app may instead run it in its own task or service group).
+    /// After `.connectivity(.unauthorized)`, call it again once the app has fixed its
+    /// credentials: the loop tries again at once.
     public func start() {
-        state.withLock { state in
-            guard state.runner == nil else { return }
+        let resumed = state.withLock { state -> Bool in
+            let waiting = state.waitingForCredentials
+            state.waitingForCredentials = false
+            state.unauthorizedInARow = 0
+            guard state.runner == nil else { return waiting }
             state.runner = Task { try await self.run() }
+            return false
         }
+        if resumed { wake() }
     }
 
     /// Stops the background loop and waits for it to end.
@@ -360,6 +393,8 @@ public final class SyncClient: Sendable {
                     state.status.lastError = nil
                     state.lastDrain = .now
                     state.stallReported = false
+                    state.unauthorizedInARow = 0
+                    state.waitingForCredentials = false
                 }
                 return state.status.connectivity != .online
             }

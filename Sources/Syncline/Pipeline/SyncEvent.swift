@@ -26,6 +26,11 @@ public enum ChangeOrigin: Sendable, Hashable {
 public enum Connectivity: Sendable, Hashable {
     case online
     case offline
+    /// The server refused the token ``SyncClient/Configuration/maxUnauthorized`` times in a row
+    /// (the transport asked its token provider for a fresh one each time): the background loop
+    /// stops trying and waits for the app to fix its credentials and call ``SyncClient/start()``
+    /// (or ``SyncClient/sync()``).
+    case unauthorized
 }
 
 /// A conflict in which a local write did not (entirely) win.
