@@ -45,7 +45,10 @@ cleanup() {
 trap cleanup EXIT
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-"$bin/syncline-server" --port 0 --data "$work/server" --dev-token stress:'*' --rate-limit 0 --log-level error > "$work/server.out" 2>&1 &
+# The connection cap (default 10,000) is raised above what this run opens (--connections N, plus
+# the simulators' and the script's own connections).
+"$bin/syncline-server" --port 0 --data "$work/server" --dev-token stress:'*' --rate-limit 0 --log-level error \
+    --max-connections $((connections + 1000)) > "$work/server.out" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
     grep -q "listening on" "$work/server.out" 2>/dev/null && break
