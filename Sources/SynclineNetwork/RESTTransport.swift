@@ -158,15 +158,23 @@ public final class RESTTransport: SyncTransport {
             if body.deflated { request.headers.add(name: "Content-Encoding", value: "deflate") }
             request.body = .bytes(ByteBuffer(bytes: body.bytes))
         }
-        let response: HTTPClientResponse
-        let bytes: [UInt8]
-        do {
-            response = try await httpClient.execute(request, timeout: .nanoseconds(configuration.timeout.nanoseconds))
-            bytes = Array(try await response.body.collect(upTo: configuration.maxResponseBytes).readableBytesView)
-        } catch let error as SyncError {
-            throw error
-        } catch {
-            throw SyncError(.transportUnavailable, "\(method) \(path) failed: \(error)")
+        var attempt = 1
+        let (response, bytes): (HTTPClientResponse, [UInt8])
+        while true {
+            do {
+                let answer = try await httpClient.execute(request, timeout: .nanoseconds(configuration.timeout.nanoseconds))
+                (response, bytes) = (answer, Array(try await answer.body.collect(upTo: configuration.maxResponseBytes).readableBytesView))
+                break
+            } catch let error as SyncError {
+                throw error
+            } catch let error as HTTPClientError where error == .remoteConnectionClosed && attempt == 1 && !Task.isCancelled {
+                // A pooled keep-alive connection the server closed (its idle timeout) just as this
+                // request was sent on it: sent again once, at once, on a new connection. Safe for
+                // every request here: pulls are reads and pushes are idempotent by event id.
+                attempt += 1
+            } catch {
+                throw SyncError(.transportUnavailable, "\(method) \(path) failed: \(error)")
+            }
         }
         state.withLock {
             $0.traffic.bytesSent += body?.bytes.count ?? 0

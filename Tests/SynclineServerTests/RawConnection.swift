@@ -30,7 +30,12 @@ struct RawConnection {
         }
         var received: [UInt8] = []
         try await channel.executeThenClose { inbound, outbound in
-            try await body(outbound)
+            do {
+                try await body(outbound)
+            } catch where !channel.channel.isActive {
+                // The server closed the connection before the test finished sending (on a loaded
+                // machine its timeout can pass first): the connection ended either way.
+            }
             do {
                 for try await buffer in inbound { received += buffer.readableBytesView }
             } catch {

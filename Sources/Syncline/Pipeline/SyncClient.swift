@@ -252,7 +252,10 @@ public final class SyncClient: Sendable {
     package func reportUndecodable(_ key: RecordKey, as model: String, _ error: any Error) {
         let syncError = (error as? SyncError).map { SyncError(.invalidValue, $0.message) } ?? SyncError(.invalidValue, "\(error)")
         let message = "record \(key) does not decode as \(model): \(syncError.message)"
-        let first = undecodable.withLock { $0.insert(message).inserted }
+        let first = undecodable.withLock { reported in
+            if reported.count >= 10_000 { reported.removeAll() }  // bounded: a record may then be reported again
+            return reported.insert(message).inserted
+        }
         if first { bus.emit(.error(SyncErrorEvent(error: SyncError(.invalidValue, message), key: key, changeID: nil))) }
     }
 
