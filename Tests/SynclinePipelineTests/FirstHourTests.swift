@@ -15,12 +15,12 @@ struct FirstHourTests {
         let (client, _, _) = try harness.device(kind)
         client.start()
         _ = try await client.upsert(Sample.key("before"), fields: ["n": 1])
-        #expect(try await eventually { try await harness.server.head(namespace: harness.namespace) == 1 })
+        #expect(try await eventually { await harness.server.head(namespace: harness.namespace) == 1 })
         await client.stop()
         client.start()
         _ = try await client.upsert(Sample.key("after"), fields: ["n": 2])
         #expect(
-            try await eventually { try await harness.server.head(namespace: harness.namespace) == 2 },
+            try await eventually { await harness.server.head(namespace: harness.namespace) == 2 },
             "the write after stop() and start() reached the server without sync() (syncInterval is 30 s)"
         )
         #expect(try await client.pendingCount() == 0)
@@ -40,7 +40,7 @@ struct FirstHourTests {
         _ = try await alice.upsert(key, fields: ["title": "alice"])
         try await alice.sync()
         let conflict = try #require(try await alice.conflicts().first, "a concurrent edit under .manual is kept")
-        let head = try await harness.server.head(namespace: harness.namespace)
+        let head = await harness.server.head(namespace: harness.namespace)
 
         let idle = Mutex(false)
         alice.observeEvents { event in
@@ -50,7 +50,7 @@ struct FirstHourTests {
         #expect(try await eventually { idle.withLock { $0 } }, "the loop's first sync ran")
         try await alice.resolveConflict(conflict.id, with: ["title": "both"])
         #expect(
-            try await eventually { try await harness.server.head(namespace: harness.namespace) > head },
+            try await eventually { await harness.server.head(namespace: harness.namespace) > head },
             "the resolution reached the server without sync()"
         )
         try await bob.sync()
@@ -175,7 +175,7 @@ struct FirstHourTests {
         // The app fixes its credentials and starts again: the writes go through.
         transport.accept()
         client.start()
-        #expect(try await eventually { try await harness.server.head(namespace: harness.namespace) == 2 })
+        #expect(try await eventually { await harness.server.head(namespace: harness.namespace) == 2 })
         #expect(await client.status.connectivity == .online)
         await client.stop()
     }
@@ -205,7 +205,7 @@ struct FirstHourTests {
         // Nothing was lost: the change is still queued and goes through once the delay is gone.
         transport.setFaults(.none)
         try await client.sync()
-        #expect(try await harness.server.head(namespace: harness.namespace) == 1)
+        #expect(await harness.server.head(namespace: harness.namespace) == 1)
     }
 }
 
