@@ -167,7 +167,7 @@ public final class RESTTransport: SyncTransport {
                 break
             } catch let error as SyncError {
                 throw error
-            } catch let error as HTTPClientError where error == .remoteConnectionClosed && attempt == 1 && !Task.isCancelled {
+            } catch where Self.isStaleConnection(error) && attempt == 1 && !Task.isCancelled {
                 // A pooled keep-alive connection the server closed (its idle timeout) just as this
                 // request was sent on it: sent again once, at once, on a new connection. Safe for
                 // every request here: pulls are reads and pushes are idempotent by event id.
@@ -187,6 +187,11 @@ public final class RESTTransport: SyncTransport {
         }
         let deflated = response.headers.first(name: "Content-Encoding")?.lowercased() == "deflate"
         return WireCodec.Body(bytes: bytes, format: answerFormat, deflated: deflated)
+    }
+
+    /// Whether a request failed because its pooled connection had just been closed by the server.
+    static func isStaleConnection(_ error: any Error) -> Bool {
+        (error as? HTTPClientError) == .remoteConnectionClosed || (error as? ChannelError) == .ioOnClosedChannel
     }
 
     /// The protocol error in an answer (`{"error": {"code", "message", "limit"}}`), or one made

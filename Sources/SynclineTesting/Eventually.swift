@@ -2,7 +2,7 @@
 /// For "this happens without being asked" checks (a background loop syncs, a socket closes),
 /// where no event marks the moment; the timeout bounds a failure, never a speed.
 public func eventually(
-    within timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
+    within timeout: Duration = .seconds(30), _ condition: () async throws -> Bool
 ) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while true {

@@ -4,7 +4,7 @@ import SynclineTesting
 import Testing
 
 /// What an app developer hit in the first hour (issue 11), one regression test per item.
-@Suite("First-hour regressions", .timeLimit(.minutes(1)))
+@Suite("First-hour regressions", .timeLimit(.minutes(2)))
 struct FirstHourTests {
     /// Item 1: an app going to the background stops the client and starts it again on return;
     /// the restarted loop must still sync each new write (before the fix, its trigger stream was

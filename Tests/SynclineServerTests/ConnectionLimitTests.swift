@@ -19,12 +19,14 @@ struct ConnectionLimitTests {
     }
 
     @Test func idleAndHalfOpenConnectionsAreClosedWhileADeviceKeepsSyncing() async throws {
-        try await LiveServer.with(configuration: Self.configuration(idle: .seconds(1), header: .seconds(1))) { server in
+        // Timeouts of 3 s: short for a test, long enough for a loaded machine to read a request
+        // that was sent at once.
+        try await LiveServer.with(configuration: Self.configuration(idle: .seconds(3), header: .seconds(3))) { server in
             let namespace = try Namespace("team")
             let device = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: server.rest(namespace))
             // Tried: connections that send nothing, half a request line, a request line and
             // headers without the blank line that ends them, and a complete request kept alive
-            // and then left idle. The deadline is far beyond the 1 s timeouts.
+            // and then left idle. The deadline is far beyond the 3 s timeouts.
             let misbehaving: [(String, String?)] = [
                 ("silent", nil), ("silent", nil), ("silent", nil),
                 ("half a request line", "GET /heal"), ("half a request line", "POST /v1/ns/team/pu"),
@@ -42,12 +44,12 @@ struct ConnectionLimitTests {
                         return (kind, bytes, ending)
                     }
                 }
-                // Meanwhile the device pushes and pulls, several rounds, over the 1 s timeouts.
+                // Meanwhile the device pushes and pulls, several rounds, over the 3 s timeouts.
                 for round in 0..<6 {
                     try await device.upsert(Sample.key("r\(round)"), fields: ["round": .int(Int64(round))])
                     let stats = try await device.sync()
                     #expect(stats.pushed == 1, "round \(round) pushed its write")
-                    try await Task.sleep(for: .milliseconds(300))  // spreads the rounds over the timeouts
+                    try await Task.sleep(for: .milliseconds(700))  // spreads the rounds over the timeouts
                 }
                 for try await (kind, bytes, ending) in group {
                     #expect(ending.closedByServer, "\(kind) (\(bytes ?? "nothing")) was closed by the server")
@@ -84,7 +86,7 @@ struct ConnectionLimitTests {
     }
 
     @Test func aLiveWebSocketOutlivesTheIdleAndHeaderTimeouts() async throws {
-        try await LiveServer.with(configuration: Self.configuration(idle: .seconds(1), header: .seconds(1))) { server in
+        try await LiveServer.with(configuration: Self.configuration(idle: .seconds(2), header: .seconds(2))) { server in
             let namespace = try Namespace("team")
             let socket = server.webSocket(namespace)
             let device = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: socket)
@@ -92,7 +94,7 @@ struct ConnectionLimitTests {
             #expect(try await device.sync().pushed == 1)
             try await socket.waitUntilConnected()
             // Quiet for three times both timeouts: only the socket's own ping/pong may end it (it does not).
-            try await Task.sleep(for: .seconds(3))
+            try await Task.sleep(for: .seconds(6))
             #expect(socket.isConnected, "the live session survived the HTTP timeouts")
             try await device.upsert(Sample.key("after"), fields: ["n": 2])
             #expect(try await device.sync().pushed == 1)

@@ -11,7 +11,7 @@ import WSClient
 
 /// Exact HTTP answers: a refused WebSocket upgrade is answered like REST, a method a served path
 /// does not support gets 405 with `Allow`, an unknown path 404 — each with the JSON error body.
-@Suite("HTTP conformance", .timeLimit(.minutes(1)))
+@Suite("HTTP conformance", .timeLimit(.minutes(3)))
 struct HTTPConformanceTests {
     /// A complete WebSocket handshake (RFC 6455 §4.1), plus `extra`.
     static func handshake(token: String?, _ extra: HTTPFields = [:]) -> HTTPFields {
