@@ -64,24 +64,16 @@ struct ProtocolHandler: Sendable {
     func addLiveRoute(to router: Router<SyncRequestContext>) {
         router.get("/v1/ns/:ns/live") { request, context -> HTTPResponse.Status in
             let namespace: Namespace
+            let grant: AccessGrant
             do {
-                namespace = try authorize(request, context)
+                (namespace, grant) = try authorization(request, context)
             } catch {
                 return .forbidden  // not upgraded: the HTTP router answers with the reason
             }
             guard Self.handshakeProblem(request.headers) == nil else { return .badRequest }
-            let authorization = request.headers[.authorization]
+            // The session ends when the token it was opened with expires (a JWT's `exp`).
+            let expiresAt = grant.expiresAt
             context.liveUpgrade.accept { inbound, outbound, socket in
-                // The same credentials again, for the token's expiry: the session ends when it does.
-                // A token that stopped verifying since the upgrade check (a key rotated out) ends it now.
-                let expiresAt: UInt64?
-                do {
-                    expiresAt = try configuration.authenticator.authenticate(
-                        authorization, namespace: namespace, now: configuration.clock()
-                    ).expiresAt
-                } catch {
-                    expiresAt = 0
-                }
                 let session = LiveSession(
                     namespace: namespace, backend: backend, configuration: configuration, metrics: metrics, logger: socket.logger,
                     expiresAt: expiresAt
@@ -127,6 +119,13 @@ struct ProtocolHandler: Sendable {
     }
 
     private func authorize(_ request: Request, _ context: SyncRequestContext) throws(SyncError) -> Namespace {
+        try authorization(request, context).namespace
+    }
+
+    /// The request's namespace and what its token grants, rate-limited.
+    private func authorization(
+        _ request: Request, _ context: SyncRequestContext
+    ) throws(SyncError) -> (namespace: Namespace, grant: AccessGrant) {
         let name = context.parameters.get("ns") ?? ""
         let namespace = try Namespace(name)
         let grant = try configuration.authenticator.authenticate(
@@ -135,7 +134,7 @@ struct ProtocolHandler: Sendable {
         if let limiter, let wait = limiter.take(grant.rateKey) {
             throw SyncError(.rateLimited, "too many requests for this token; retry in \(wait) s", limit: wait)
         }
-        return namespace
+        return (namespace, grant)
     }
 
     private func push(_ request: Request, namespace: Namespace) async throws -> Response {
