@@ -14,7 +14,7 @@ public protocol SimulationServer: Sendable {
     /// How many times each event id was applied.
     func applications(namespace: Namespace) async -> [EventID: Int]
     /// The changes that lost on some fields (lww) or were rejected, with those fields.
-    func losses(namespace: Namespace) async -> [EventID: [String]]
+    func losses(namespace: Namespace) async -> [EventID: LossLedger.Loss]
 }
 
 /// Simulated time shared by all devices (each adds its own skew), so HLCs replay from the seed.
@@ -237,15 +237,31 @@ public final class ConvergenceSimulation {
             await device.listener.value
         }
         let losses = await server.losses(namespace: namespace)
-        var reportedByChange: [EventID: [String]] = [:]
+        // A change may be reported twice for different fields (lost on some at its push, and
+        // replaced on others later); a field reported twice for one change is a duplicate. Every
+        // field reported must have been lost; every lost field must be reported, except those
+        // the device wrote again itself after losing them (see `LossLedger`).
+        var reportedByChange: [EventID: Set<String>] = [:]
         var duplicates = 0
         for report in await reports.reports {
-            if reportedByChange.updateValue(report.fields.sorted(), forKey: report.changeID) != nil { duplicates += 1 }
+            let before = reportedByChange[report.changeID]
+            if let before, !before.isDisjoint(with: report.fields) || report.fields.isEmpty { duplicates += 1 }
+            reportedByChange[report.changeID, default: []].formUnion(report.fields)
         }
         if duplicates > 0 { problems.append("\(context): \(duplicates) conflicts reported twice") }
-        if reportedByChange != losses.mapValues({ $0.sorted() }) {
-            problems.append("\(context): reported conflicts differ from the server's losses (\(reportedByChange.count) vs \(losses.count))")
+        var unfounded: [EventID] = []
+        var unreported: [EventID] = []
+        for id in Set(reportedByChange.keys).union(losses.keys) {
+            let reported = reportedByChange[id] ?? []
+            let loss = losses[id] ?? LossLedger.Loss()
+            if !reported.isSubset(of: loss.fields) || (reportedByChange[id] != nil && losses[id] == nil) { unfounded.append(id) }
+            if !loss.required.isSubset(of: reported) { unreported.append(id) }
+            if ProcessInfo.processInfo.environment["SYNCLINE_SIM_DEBUG"] != nil, unfounded.last == id || unreported.last == id {
+                print("LOSS \(id): reported \(reported.sorted()) lost \(loss.fields.sorted()) overwritten \(loss.overwritten.sorted())")
+            }
         }
+        if !unfounded.isEmpty { problems.append("\(context): \(unfounded.count) changes reported as lost on fields they did not lose") }
+        if !unreported.isEmpty { problems.append("\(context): \(unreported.count) lost changes not reported (of \(losses.count))") }
         if expectConflicts && losses.isEmpty { problems.append("\(context): a run this contended should have conflicts") }
         return problems
     }
@@ -273,5 +289,5 @@ public struct InMemorySimulationServer: SimulationServer {
 
     public func applications(namespace: Namespace) async -> [EventID: Int] { await server.applications(namespace: namespace) }
 
-    public func losses(namespace: Namespace) async -> [EventID: [String]] { await server.losses(namespace: namespace) }
+    public func losses(namespace: Namespace) async -> [EventID: LossLedger.Loss] { await server.losses(namespace: namespace) }
 }

@@ -119,15 +119,21 @@ public struct RandomModel {
     }
 
     public mutating func remoteChange() -> RemoteChange {
+        let superseded = chance(0.3) ? (0..<int(1...3)).map { _ in supersededWrite() } : []
         if chance(0.2) {
             return RemoteChange(
-                seq: random.next() >> 12, collection: collection(), record: recordID(), deleted: true, hlc: hlc()
+                seq: random.next() >> 12, collection: collection(), record: recordID(), deleted: true, hlc: hlc(),
+                superseded: superseded
             )
         }
         return RemoteChange(
             seq: random.next() >> 12, collection: collection(), record: recordID(), deleted: false,
-            fields: fieldStates(), reset: chance(0.2)
+            fields: fieldStates(), reset: chance(0.2), superseded: superseded
         )
+    }
+
+    public mutating func supersededWrite() -> SupersededWrite {
+        SupersededWrite(hlc: hlc(), seq: random.next() >> 12, fields: (0..<int(0...3)).map { _ in key() }, deleted: chance(0.3))
     }
 
     public mutating func changeBatch(max: Int = 6) -> ChangeBatch {

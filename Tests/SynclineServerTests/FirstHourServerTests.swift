@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Syncline
 import SynclineNetwork
 import SynclineServer
@@ -53,6 +54,52 @@ struct FirstHourServerTests {
             #expect(letters.first?.error.code == .decompressionLimit || letters.first?.error.code == .batchTooLarge)
             #expect(try await live.backend.head(namespace: namespace) == 4, "the four that fit reached the server")
             client.close()
+        }
+    }
+}
+
+/// Item 5 through the real server: the superseded write travels in pull pages over REST and in
+/// live pages over the WebSocket, in both codecs, and the device whose write lost is told once
+/// although it pushed first.
+@Suite("Lost writes reported through the server", .timeLimit(.minutes(2)))
+struct LostWriteServerTests {
+    enum Path: String, CaseIterable, Sendable { case restBinary, restJSON, webSocketBinary, webSocketJSON }
+
+    @Test(arguments: Path.allCases)
+    func aWriteReplacedAfterItWasAppliedIsReportedOnce(_ path: Path) async throws {
+        try await LiveServer.with { live in
+            let namespace = try Namespace("team")
+            func transport() -> any SyncTransport {
+                switch path {
+                case .restBinary: return live.rest(namespace, format: .binary)
+                case .restJSON: return live.rest(namespace, format: .json)
+                case .webSocketBinary: return live.webSocket(namespace, format: .binary)
+                case .webSocketJSON: return live.webSocket(namespace, format: .json)
+                }
+            }
+            let alice = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: transport())
+            let bob = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: transport())
+            let reports = Mutex<[ConflictReport]>([])
+            alice.observeEvents { event in
+                if case .conflictDetected(let report) = event { reports.withLock { $0.append(report) } }
+            }
+            let key = Sample.key("t1")
+            _ = try await alice.upsert(key, fields: ["title": "first"])
+            try await alice.sync()
+            try await bob.sync()
+            let mine = try #require(try await alice.upsert(key, fields: ["title": "alice"]))
+            try await Task.sleep(for: .milliseconds(3))
+            _ = try await bob.upsert(key, fields: ["title": "bob"])
+            try await alice.sync()  // applied: Alice pushed first
+            try await bob.sync()  // replaces it
+            try await alice.sync()
+            try await alice.sync()
+            let seen = reports.withLock { $0 }
+            #expect(seen.count == 1, "told once: \(seen)")
+            #expect(seen.first?.changeID == mine.id && seen.first?.local == ["title": "alice"] && seen.first?.server == ["title": "bob"])
+            #expect(try await alice.fields(of: key) == ["title": "bob"])
+            alice.close()
+            bob.close()
         }
     }
 }

@@ -42,7 +42,7 @@ final class NetworkSimulationServer: SimulationServer {
 
     func head(namespace: Namespace) async throws -> UInt64 { try await live.backend.head(namespace: namespace) }
     func applications(namespace: Namespace) -> [EventID: Int] { recording.applications }
-    func losses(namespace: Namespace) -> [EventID: [String]] { recording.losses }
+    func losses(namespace: Namespace) -> [EventID: LossLedger.Loss] { recording.losses }
 }
 
 @Suite("Convergence through the real server", .timeLimit(.minutes(5)))

@@ -49,7 +49,13 @@ struct CodecPropertyTests {
             let record = RecordState(
                 collection: model.collection(), id: model.recordID(), fields: model.fieldStates(), seq: model.random.next() >> 3,
                 tombstone: model.chance(0.3) ? model.hlc() : nil, pendingFields: model.fieldStates(),
-                pendingDelete: model.chance(0.3) ? model.hlc() : nil, conflicted: model.chance(0.5)
+                pendingDelete: model.chance(0.3) ? model.hlc() : nil, conflicted: model.chance(0.5),
+                ownWrites: model.chance(0.5)
+                    ? Dictionary((0..<model.int(1...3)).map { _ in (model.hlc(), OwnWrite(id: model.eventID(), seq: model.random.next() >> 3)) }) { a, _ in a }
+                    : [:],
+                lostWrites: model.chance(0.3)
+                    ? Dictionary((0..<model.int(1...2)).map { _ in (model.hlc(), (0..<model.int(0...3)).map { _ in model.key() }) }) { a, _ in a }
+                    : [:]
             )
             #expect(try BinaryCodec.decodeRecordState(BinaryCodec.encode(record)) == record)
             let entry = OutboxEntry(

@@ -80,7 +80,7 @@ struct EpochCodecTests {
         error = #expect(throws: SyncError.self) { try LiveMessage.decodeBinary([1, 3, 0xAA, 0xBB, 0xCC]) }
         #expect(error?.code == .malformedInput)
         var future = BinaryCodec.encode(try Self.page(epoch: Self.epoch))
-        future[2] = BinaryCodec.epochVersion + 1
+        future[2] = BinaryCodec.supersededVersion + 1
         error = #expect(throws: SyncError.self) { try BinaryCodec.decodePullPage(future) }
         #expect(error?.code == .unsupportedVersion)
     }

@@ -187,6 +187,52 @@ struct MergeRulesTests {
         }
     }
 
+    /// Which applied writes the last step replaces (issue 11 item 5): only a concurrent write of
+    /// another device that the last step overwrites, removes, or (for a delete) undoes. The
+    /// device that made it learns from this in its next pull that it lost.
+    @Test func theLastStepNamesTheConcurrentWritesItReplaced() throws {
+        let first = Step(node: Self.alice, millis: 50, fields: ["title": "t", "done": false])
+        let aliceEdit = Step(node: Self.alice, millis: 100, fields: ["title": "a"], base: 1)
+        let aliceHLC = try HLC(wallMillis: 100, counter: 0, node: Self.alice)
+        let cases: [(String, [Step], [SupersededWrite])] = [
+            ("lww: a later concurrent write replaces", [first, aliceEdit, Step(node: Self.bob, millis: 200, fields: ["title": "b"], base: 1)],
+             [SupersededWrite(hlc: aliceHLC, seq: 3, fields: ["title"])]),
+            ("lww: a write that saw it replaces nothing concurrent", [first, aliceEdit, Step(node: Self.bob, millis: 200, fields: ["title": "b"], base: 2)], []),
+            ("lww: the device's own later write", [first, aliceEdit, Step(node: Self.alice, millis: 200, fields: ["title": "b"], base: 1)], []),
+            ("lww: an older concurrent write loses and replaces nothing", [first, aliceEdit, Step(node: Self.bob, millis: 90, fields: ["title": "b"], base: 1)], []),
+            ("force replaces even a newer one", [first, aliceEdit, Step(node: Self.bob, millis: 90, fields: ["title": "b"], base: 1, mode: .force)],
+             [SupersededWrite(hlc: aliceHLC, seq: 3, fields: ["title"])]),
+            ("reject replaces nothing", [first, aliceEdit, Step(node: Self.bob, millis: 200, fields: ["title": "b"], base: 1, mode: .reject)], []),
+            ("a later concurrent delete removes the field", [first, aliceEdit, Step(node: Self.bob, millis: 200, delete: true, base: 1)],
+             [SupersededWrite(hlc: aliceHLC, seq: 3, fields: ["title"])]),
+            ("an older concurrent delete leaves the newer field", [first, aliceEdit, Step(node: Self.bob, millis: 90, delete: true, base: 1)], []),
+            ("a later concurrent write undoes a delete", [first, Step(node: Self.alice, millis: 100, delete: true, base: 1), Step(node: Self.bob, millis: 200, fields: ["title": "b"], base: 1)],
+             [SupersededWrite(hlc: aliceHLC, seq: 3, fields: ["title"], deleted: true)]),
+        ]
+        for (rule, steps, expected) in cases {
+            let (record, outcomes) = try Self.apply(steps)
+            #expect(outcomes.last?.superseded == expected, "\(rule)")
+            #expect(record?.superseded == expected, "\(rule): kept on the record")
+            // A pull from before the replacement carries it; one from after does not.
+            #expect(record?.remoteChange(after: 2).superseded == expected, "\(rule): in a pull after 2")
+            #expect(record?.remoteChange(after: 3).superseded.isEmpty != false, "\(rule): not in a pull after 3")
+        }
+    }
+
+    /// A hot record keeps only the newest ``SupersededWrite/keptPerRecord`` replaced writes.
+    @Test func aRecordKeepsABoundedListOfReplacedWrites() throws {
+        var steps = [Step(node: Self.alice, millis: 10, fields: ["n": 0])]
+        for number in 1...(SupersededWrite.keptPerRecord + 8) {
+            // Alternating devices, each not having seen the other's last write.
+            steps.append(Step(node: number % 2 == 0 ? Self.alice : Self.bob, millis: UInt64(10 + number), fields: ["n": .int(Int64(number))], base: UInt64(number - 1)))
+        }
+        let (record, _) = try Self.apply(steps)
+        let kept = try #require(record?.superseded)
+        #expect(kept.count == SupersededWrite.keptPerRecord)
+        #expect(kept.last?.seq == UInt64(steps.count), "the newest is kept")
+        #expect(kept.first?.seq == UInt64(steps.count - SupersededWrite.keptPerRecord + 1), "the oldest are dropped")
+    }
+
     /// Applies the steps in order, each at the next seq when it writes, as the engine does.
     static func apply(_ steps: [Step]) throws -> (ServerRecord?, [MergeRules.Outcome]) {
         var record: ServerRecord?

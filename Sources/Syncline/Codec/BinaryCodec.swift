@@ -2,7 +2,9 @@
 ///
 /// Every document starts with a 4-byte header: the magic `"SL"`, the format version and the
 /// kind of document. Version 1 for every kind, except pull pages and push responses, written in
-/// version 2 (which adds the namespace's epoch); their readers accept both. Integers are LEB128 varints (zigzag for signed), lengths are varints checked
+/// version 2 (which adds the namespace's epoch); their readers accept both. A pull page whose
+/// entries carry superseded writes is written in version 3 (an entry kind with bit `0x10` set is
+/// followed by its ``SupersededWrite`` list), so a reader older than that refuses it by version. Integers are LEB128 varints (zigzag for signed), lengths are varints checked
 /// against the remaining input, maps in the dictionary's order (readers never depend on it).
 public enum BinaryCodec {
     /// The format version this build writes and reads.
@@ -10,6 +12,8 @@ public enum BinaryCodec {
     /// The version of pull pages and push responses: 2 carries the namespace's epoch (a presence
     /// byte, then 8 bytes); version 1 (without it) is still read.
     public static let epochVersion: UInt8 = 2
+    /// The version of a pull page whose entries carry superseded writes.
+    public static let supersededVersion: UInt8 = 3
     static let magic: (UInt8, UInt8) = (0x53, 0x4C)
 
     /// What a binary document holds.
@@ -45,7 +49,10 @@ public enum BinaryCodec {
     // MARK: Pull pages
 
     public static func encode(_ page: PullPage) -> [UInt8] {
-        var writer = header(.pullPage, capacity: 64 + page.changes.count * 96, version: epochVersion)
+        let carriesSuperseded = page.changes.contains { !$0.superseded.isEmpty }
+        var writer = header(
+            .pullPage, capacity: 64 + page.changes.count * 96, version: carriesSuperseded ? supersededVersion : epochVersion
+        )
         writer.writeEpoch(page.epoch)
         writer.writeVarint(page.cursor)
         writer.writeByte(page.hasMore ? 1 : 0)
@@ -58,7 +65,7 @@ public enum BinaryCodec {
 
     /// - Throws: ``SyncError`` `.malformedInput` or `.unsupportedVersion`.
     public static func decodePullPage(_ bytes: [UInt8]) throws(SyncError) -> PullPage {
-        var reader = try open(bytes, .pullPage, newest: epochVersion)
+        var reader = try open(bytes, .pullPage, newest: supersededVersion)
         let epoch = bytes[2] >= epochVersion ? try reader.readEpoch() : nil
         let cursor = try reader.readVarint()
         let hasMore = try reader.readBool()
@@ -67,7 +74,7 @@ public enum BinaryCodec {
         let count = try reader.readLength(minimumElementSize: 6, what: "change list")
         var changes = [RemoteChange]()
         changes.reserveCapacity(count)
-        for _ in 0..<count { changes.append(try reader.readRemoteChange()) }
+        for _ in 0..<count { changes.append(try reader.readRemoteChange(superseded: bytes[2] >= supersededVersion)) }
         try reader.expectEnd()
         return PullPage(changes: changes, cursor: cursor, hasMore: hasMore, remaining: remaining, head: head, epoch: epoch)
     }
@@ -154,9 +161,27 @@ public enum BinaryCodec {
         if state.tombstone != nil { flags |= 1 }
         if state.pendingDelete != nil { flags |= 2 }
         if state.conflicted { flags |= 4 }
+        if !state.ownWrites.isEmpty { flags |= 8 }
+        if !state.lostWrites.isEmpty { flags |= 16 }
         writer.writeByte(flags)
         if let tombstone = state.tombstone { writer.write(tombstone) }
         if let pendingDelete = state.pendingDelete { writer.write(pendingDelete) }
+        if !state.ownWrites.isEmpty {
+            writer.writeVarint(UInt64(state.ownWrites.count))
+            for (hlc, write) in state.ownWrites {
+                writer.write(hlc)
+                writer.write(write.id)
+                writer.writeVarint(write.seq)
+            }
+        }
+        if !state.lostWrites.isEmpty {
+            writer.writeVarint(UInt64(state.lostWrites.count))
+            for (hlc, names) in state.lostWrites {
+                writer.write(hlc)
+                writer.writeVarint(UInt64(names.count))
+                for name in names { writer.writeString(name) }
+            }
+        }
         return writer.bytes
     }
 
@@ -168,13 +193,30 @@ public enum BinaryCodec {
         let fields = try reader.readFields { reader throws(SyncError) in try reader.readFieldState() }
         let pending = try reader.readFields { reader throws(SyncError) in try reader.readFieldState() }
         let flags = try reader.readByte()
-        guard flags & ~7 == 0 else { throw SyncError.malformed("record flags \(flags) are unknown") }
+        guard flags & ~31 == 0 else { throw SyncError.malformed("record flags \(flags) are unknown") }
         let tombstone = flags & 1 != 0 ? try reader.readHLC() : nil
         let pendingDelete = flags & 2 != 0 ? try reader.readHLC() : nil
+        var ownWrites: [HLC: OwnWrite] = [:]
+        if flags & 8 != 0 {
+            for _ in 0..<(try reader.readLength(minimumElementSize: 33, what: "own write list")) {
+                ownWrites[try reader.readHLC()] = OwnWrite(id: try reader.readEventID(), seq: try reader.readVarint())
+            }
+        }
+        var lostWrites: [HLC: [String]] = [:]
+        if flags & 16 != 0 {
+            for _ in 0..<(try reader.readLength(minimumElementSize: 17, what: "lost write list")) {
+                let hlc = try reader.readHLC()
+                let count = try reader.readLength(what: "lost field list")
+                var names: [String] = []
+                for _ in 0..<count { names.append(try reader.readString()) }
+                lostWrites[hlc] = names
+            }
+        }
         try reader.expectEnd()
         return RecordState(
             collection: collection, id: id, fields: fields, seq: seq, tombstone: tombstone,
-            pendingFields: pending, pendingDelete: pendingDelete, conflicted: flags & 4 != 0
+            pendingFields: pending, pendingDelete: pendingDelete, conflicted: flags & 4 != 0, ownWrites: ownWrites,
+            lostWrites: lostWrites
         )
     }
 
@@ -306,12 +348,27 @@ extension BinaryWriter {
         writeVarint(change.seq)
         writeString(change.collection.rawValue)
         writeString(change.record.rawValue)
+        let carries: UInt8 = change.superseded.isEmpty ? 0 : 0x10
         if change.deleted {
-            writeByte(1)
+            writeByte(1 | carries)
             write(change.hlc ?? .zero)
         } else {
-            writeByte(change.reset ? 2 : 0)
+            writeByte((change.reset ? 2 : 0) | carries)
             writeFields(change.fields) { $0.write($1) }
+        }
+        if carries != 0 { write(change.superseded) }
+    }
+
+    /// A list of superseded writes: a count, then per write its HLC, the seq that replaced it, a
+    /// byte (1 for a delete undone), and its field names.
+    public mutating func write(_ superseded: [SupersededWrite]) {
+        writeVarint(UInt64(superseded.count))
+        for write in superseded {
+            self.write(write.hlc)
+            writeVarint(write.seq)
+            writeByte(write.deleted ? 1 : 0)
+            writeVarint(UInt64(write.fields.count))
+            for name in write.fields { writeString(name) }
         }
     }
 }
@@ -351,20 +408,51 @@ extension BinaryReader {
         )
     }
 
-    public mutating func readRemoteChange() throws(SyncError) -> RemoteChange {
+    /// - Parameter superseded: whether the entry's kind may say a superseded list follows (pages
+    ///   of version 3 and later).
+    public mutating func readRemoteChange(superseded: Bool = true) throws(SyncError) -> RemoteChange {
         let seq = try readVarint()
         let collection = try readCollection()
         let record = try readRecordID()
         let start = offset
-        switch try readByte() {
+        let byte = try readByte()
+        let carries = superseded && byte & 0x10 != 0
+        var change: RemoteChange
+        switch carries ? byte & ~0x10 : byte {
         case 1:
-            return RemoteChange(seq: seq, collection: collection, record: record, deleted: true, hlc: try readHLC())
+            change = RemoteChange(seq: seq, collection: collection, record: record, deleted: true, hlc: try readHLC())
         case let kind where kind == 0 || kind == 2:
             let fields = try readFields { reader throws(SyncError) in try reader.readFieldState() }
-            return RemoteChange(seq: seq, collection: collection, record: record, deleted: false, fields: fields, reset: kind == 2)
+            change = RemoteChange(seq: seq, collection: collection, record: record, deleted: false, fields: fields, reset: kind == 2)
         case let other:
             throw SyncError.malformed("unknown remote change kind \(other) at byte \(start)")
         }
+        if carries { change.superseded = try readSupersededWrites() }
+        return change
+    }
+
+    /// Reads a list of superseded writes (see `BinaryWriter.write(_ superseded:)`).
+    public mutating func readSupersededWrites() throws(SyncError) -> [SupersededWrite] {
+        let count = try readLength(minimumElementSize: 19, what: "superseded write list")
+        var writes: [SupersededWrite] = []
+        writes.reserveCapacity(count)
+        for _ in 0..<count {
+            let hlc = try readHLC()
+            let seq = try readVarint()
+            let start = offset
+            let deleted: Bool
+            switch try readByte() {
+            case 0: deleted = false
+            case 1: deleted = true
+            case let other: throw SyncError.malformed("superseded write flag \(other) at byte \(start) is neither 0 nor 1")
+            }
+            let nameCount = try readLength(what: "superseded field list")
+            var names: [String] = []
+            names.reserveCapacity(nameCount)
+            for _ in 0..<nameCount { names.append(try readString()) }
+            writes.append(SupersededWrite(hlc: hlc, seq: seq, fields: names, deleted: deleted))
+        }
+        return writes
     }
 }
 

@@ -186,6 +186,20 @@ extension JSONWriter {
         if change.reset { raw(",\"reset\":true") }
         raw(",\"seq\":")
         integer(change.seq)
+        if !change.superseded.isEmpty {
+            raw(",\"superseded\":")
+            try array(change.superseded) { writer, write throws(SyncError) in
+                writer.raw("{")
+                if write.deleted { writer.raw("\"deleted\":true,") }
+                writer.raw("\"fields\":")
+                try writer.array(write.fields) { writer, name throws(SyncError) in writer.string(name) }
+                writer.raw(",\"hlc\":")
+                writer.string(write.hlc.description)
+                writer.raw(",\"seq\":")
+                writer.integer(write.seq)
+                writer.raw("}")
+            }
+        }
         raw("}")
     }
 
@@ -329,8 +343,25 @@ struct JSONFields {
         return RemoteChange(
             seq: try unsigned("seq"), collection: try collection("collection"), record: try recordID("record"),
             deleted: deleted, hlc: deleted ? try hlc("hlc") : nil, fields: deleted ? [:] : try fieldStates("fields"),
-            reset: members["reset"] == nil ? false : try bool("reset")
+            reset: members["reset"] == nil ? false : try bool("reset"),
+            superseded: members["superseded"] == nil ? [] : try supersededWrites("superseded")
         )
+    }
+
+    func supersededWrites(_ key: String) throws(SyncError) -> [SupersededWrite] {
+        try array(key).enumerated().map { index, node throws(SyncError) in
+            let write = try JSONFields(node, path: "\(path).\(key)[\(index)]")
+            let names = try write.array("fields").enumerated().map { offset, name throws(SyncError) in
+                guard case .string(let text) = name else {
+                    throw SyncError.malformed("\(write.path).fields[\(offset)] must be a string")
+                }
+                return text
+            }
+            return SupersededWrite(
+                hlc: try write.hlc("hlc"), seq: try write.unsigned("seq"), fields: names,
+                deleted: write.members["deleted"] == nil ? false : try write.bool("deleted")
+            )
+        }
     }
 
     /// A field value: `{"$b": …}` is bytes; any other `$` key is refused.

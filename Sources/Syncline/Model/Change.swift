@@ -130,6 +130,14 @@ public struct RecordState: Hashable, Sendable {
     public var pendingDelete: HLC?
     /// Set while the record has an unresolved `manual` conflict.
     public var conflicted: Bool
+    /// This device's writes among the confirmed ones (`fields` and `tombstone`), by HLC: when a
+    /// concurrent write replaces one later, the pull that says so (``SupersededWrite``) names the
+    /// change in the conflict report.
+    public var ownWrites: [HLC: OwnWrite]
+    /// This device's sent writes that a pull said were replaced before their acknowledgement
+    /// came (the acknowledgement was lost), with the fields they lost: reported with the
+    /// acknowledgement, which names the change.
+    public var lostWrites: [HLC: [String]]
 
     public init(
         collection: CollectionName,
@@ -139,7 +147,9 @@ public struct RecordState: Hashable, Sendable {
         tombstone: HLC? = nil,
         pendingFields: [String: FieldState] = [:],
         pendingDelete: HLC? = nil,
-        conflicted: Bool = false
+        conflicted: Bool = false,
+        ownWrites: [HLC: OwnWrite] = [:],
+        lostWrites: [HLC: [String]] = [:]
     ) {
         self.collection = collection
         self.id = id
@@ -149,6 +159,8 @@ public struct RecordState: Hashable, Sendable {
         self.pendingFields = pendingFields
         self.pendingDelete = pendingDelete
         self.conflicted = conflicted
+        self.ownWrites = ownWrites
+        self.lostWrites = lostWrites
     }
 
     public var key: RecordKey { RecordKey(collection: collection, id: id) }
@@ -160,6 +172,14 @@ public struct RecordState: Hashable, Sendable {
         return tombstone != nil && pendingFields.isEmpty
     }
 
+    /// Forgets own writes no confirmed field or tombstone holds any more.
+    mutating func pruneOwnWrites() {
+        guard !ownWrites.isEmpty else { return }
+        var held = Set(fields.values.map(\.hlc))
+        if let tombstone { held.insert(tombstone) }
+        ownWrites = ownWrites.filter { held.contains($0.key) }
+    }
+
     /// The values the app sees: confirmed fields overlaid by pending local writes; empty when deleted.
     public var visibleFields: [String: Value] {
         if isDeleted { return [:] }
@@ -169,6 +189,17 @@ public struct RecordState: Hashable, Sendable {
         }
         for (name, state) in pendingFields { result[name] = state.value }
         return result
+    }
+}
+
+/// A write of this device that the server confirmed: its change and the seq it was applied at.
+public struct OwnWrite: Hashable, Sendable {
+    public var id: EventID
+    public var seq: UInt64
+
+    public init(id: EventID, seq: UInt64) {
+        self.id = id
+        self.seq = seq
     }
 }
 

@@ -18,6 +18,9 @@ public struct RemoteChange: Hashable, Sendable {
     /// record and replaces the device's copy. An extension of DESIGN §5.1 (`"reset": true`;
     /// readers that do not know it ignore it, as the contract says).
     public var reset: Bool
+    /// Writes that a concurrent write replaced after the cursor, so the devices that made them
+    /// learn they lost (see ``SupersededWrite``). An extension of DESIGN §5.1 (`"superseded"`).
+    public var superseded: [SupersededWrite]
 
     public init(
         seq: UInt64,
@@ -26,7 +29,8 @@ public struct RemoteChange: Hashable, Sendable {
         deleted: Bool,
         hlc: HLC? = nil,
         fields: [String: FieldState] = [:],
-        reset: Bool = false
+        reset: Bool = false,
+        superseded: [SupersededWrite] = []
     ) {
         self.seq = seq
         self.collection = collection
@@ -35,6 +39,7 @@ public struct RemoteChange: Hashable, Sendable {
         self.hlc = hlc
         self.fields = fields
         self.reset = reset && !deleted
+        self.superseded = superseded
     }
 }
 

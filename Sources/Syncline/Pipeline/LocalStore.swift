@@ -33,6 +33,14 @@ package struct AckOutcome: Sendable {
     package var changedKeys: [RecordKey] = []
 }
 
+/// What applying a page of remote changes did.
+package struct PageOutcome: Sendable {
+    /// Records whose visible state changed.
+    package var changedKeys: [RecordKey] = []
+    /// This device's applied writes that the page says a concurrent write replaced.
+    package var detected: [ConflictReport] = []
+}
+
 /// The single owner of the device's store (DESIGN §3): every read and write of records, outbox,
 /// cursor and conflicts goes through this actor, one transaction per step.
 package actor LocalStore {
@@ -267,26 +275,45 @@ package actor LocalStore {
                 for name in change.fields.keys where Self.isCovered(record.pendingFields[name], by: change) {
                     record.pendingFields[name] = nil
                 }
+                if record.fields.values.contains(where: { $0.hlc == change.hlc }) {
+                    record.ownWrites[change.hlc] = OwnWrite(id: change.id, seq: seq)
+                }
             } else {
-                if fresh && fields.isEmpty {
+                // Deleting what this device's own acknowledged delete left deleted changes nothing
+                // on the server (same seq): its tombstone stays the earlier delete's.
+                let alreadyDeleted = record.fields.isEmpty && record.tombstone.flatMap { record.ownWrites[$0] }?.seq == seq
+                if fresh && fields.isEmpty && !alreadyDeleted {
                     record.fields = [:]
                     record.tombstone = max(record.tombstone ?? change.hlc, change.hlc)
-                } else if fresh {
+                } else if fresh && !fields.isEmpty {
                     record.fields = record.fields.filter { fields[$0.key] != nil }
                     record.tombstone = nil
                 }
                 lost = fields.keys.sorted()
                 if let pending = record.pendingDelete, pending <= change.hlc { record.pendingDelete = nil }
+                if record.tombstone == change.hlc { record.ownWrites[change.hlc] = OwnWrite(id: change.id, seq: seq) }
+            }
+            var server = fields.filter { lost.contains($0.key) }
+            // Replaced by a concurrent write after it was applied, as a pull said before this
+            // (late) acknowledgement came: reported now, with the change's id.
+            if let replaced = record.lostWrites.removeValue(forKey: change.hlc) {
+                let extra = replaced.filter { !lost.contains($0) }
+                for name in extra { server[name] = record.tombstone == nil ? record.fields[name] : nil }
+                lost = (lost + extra).sorted()
             }
             if !lost.isEmpty {
+                let local = change.fields.filter { lost.contains($0.key) }
                 outcome.detected.append(
                     ConflictReport(
-                        changeID: change.id, key: key, fields: lost, policy: policy.name,
-                        local: change.fields.filter { lost.contains($0.key) }, server: fields.filter { lost.contains($0.key) }.mapValues(\.value)
+                        changeID: change.id, key: key, fields: lost, policy: policy.name, local: local, server: server.mapValues(\.value)
                     )
                 )
+                if case .manual = policy {
+                    try Self.keepConflict(change.id, lost, local: local, server: server, in: &record, detected: try clock.now(wallMillis: now), tx)
+                }
             }
         case .rejected(_, let conflicts, let current):
+            record.lostWrites[change.hlc] = nil
             for (name, state) in current where state.seq > record.seq && state.seq >= (record.fields[name]?.seq ?? 0) {
                 record.fields[name] = state
             }
@@ -297,13 +324,7 @@ package actor LocalStore {
             outcome.detected.append(report)
             switch policy {
             case .manual:
-                record.conflicted = true
-                try tx.putConflict(
-                    StoredConflict(
-                        id: change.id, collection: key.collection, record: key.id, fieldNames: conflicts,
-                        local: change.fields, server: current, detected: try clock.now(wallMillis: now)
-                    )
-                )
+                try Self.keepConflict(change.id, conflicts, local: change.fields, server: current, in: &record, detected: try clock.now(wallMillis: now), tx)
             case .merge(let resolver) where change.operation == .upsert:
                 let merged = resolver(report.local, report.server)
                 var fields = change.fields
@@ -331,11 +352,26 @@ package actor LocalStore {
                 outcome.resolved.append(report)
             }
         }
+        record.pruneOwnWrites()
         try tx.putRecord(record)
         // The device's own write, confirmed as it shows it, is no news: the app heard of it
         // (origin .local) when it was written. Only an answer that changes what the app sees
         // (a lost field, the server's values) is reported, as a remote change.
         if (record.isDeleted, record.visibleFields) != visibleBefore { outcome.changedKeys.append(key) }
+    }
+
+    /// Keeps a conflict for the app to resolve (the `manual` policy) and flags its record.
+    private static func keepConflict(
+        _ id: EventID, _ names: [String], local: [String: Value], server: [String: FieldState], in record: inout RecordState,
+        detected: HLC, _ tx: any StoreWriter
+    ) throws {
+        record.conflicted = true
+        try tx.putConflict(
+            StoredConflict(
+                id: id, collection: record.collection, record: record.id, fieldNames: names, local: local, server: server,
+                detected: detected
+            )
+        )
     }
 
     /// Whether a pending write is settled by the answer to `change`: it is one of the change's
@@ -351,7 +387,9 @@ package actor LocalStore {
     /// Applies a page of remote changes in one transaction, with the new cursor when it is the
     /// pull's last page.
     /// - Returns: the records whose visible state the page changed (the device's own writes
-    ///   coming back as they show are not among them).
+    ///   coming back as they show are not among them), and this device's applied writes the page
+    ///   says concurrent writes replaced (see ``SupersededWrite``), each reported once: the page
+    ///   replaces them, so a page read again finds nothing left to report.
     /// - Parameters:
     ///   - cursor: the cursor the pull began from.
     ///   - position: where this page starts.
@@ -364,8 +402,9 @@ package actor LocalStore {
     /// seq (after a restore the device may hold newer seqs than the server; pending local writes
     /// are kept). The last page stores the cursor with the page's epoch.
     package func applyPage(
-        _ page: PullPage, after cursor: UInt64, from position: UInt64, snapshot: Set<RecordKey>? = nil
-    ) throws -> [RecordKey] {
+        _ page: PullPage, after cursor: UInt64, from position: UInt64, snapshot: Set<RecordKey>? = nil,
+        policy: @Sendable (CollectionName) -> ConflictPolicy = { _ in .lastWriterWins }
+    ) throws -> PageOutcome {
         var previous = position
         for change in page.changes {
             guard change.seq > previous else {
@@ -388,15 +427,18 @@ package actor LocalStore {
             for field in change.fields.values { try clock.receive(field.hlc, wallMillis: now) }
             if let hlc = change.hlc { try clock.receive(hlc, wallMillis: now) }
         }
-        let device = DeviceMetadata(deviceID: clock.node, lastHLC: clock.last)
-        let changed = try store.write { tx -> [RecordKey] in
+        let node = clock.node
+        let outcome = try store.write { tx -> PageOutcome in
             // Only records whose visible state the page changes are news for the app: the
             // device's own writes coming back confirmed are not (they were reported as local).
-            var changed: [RecordKey] = []
+            var outcome = PageOutcome()
             for change in page.changes {
                 let key = RecordKey(collection: change.collection, id: change.record)
                 var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
                 let visibleBefore = (record.isDeleted, record.visibleFields)
+                for write in change.superseded where write.hlc.node == node {
+                    try Self.noteSuperseded(write, by: change, in: &record, policy: policy(key.collection), clock: &clock, now: now, tx, &outcome)
+                }
                 if change.deleted {
                     record.fields = [:]
                     record.tombstone = change.hlc ?? .zero
@@ -408,26 +450,57 @@ package actor LocalStore {
                     record.tombstone = nil
                 }
                 record.seq = cursor == 0 ? change.seq : max(record.seq, change.seq)
+                record.pruneOwnWrites()
                 try tx.putRecord(record)
-                if (record.isDeleted, record.visibleFields) != visibleBefore { changed.append(key) }
+                if (record.isDeleted, record.visibleFields) != visibleBefore { outcome.changedKeys.append(key) }
             }
             if !page.hasMore, let snapshot {
                 for var record in try tx.allRecords() where record.seq > 0 && !snapshot.contains(record.key) && record.tombstone == nil {
                     record.fields = [:]
                     record.tombstone = .zero
+                    record.pruneOwnWrites()
                     try tx.putRecord(record)
-                    changed.append(record.key)
+                    outcome.changedKeys.append(record.key)
                 }
             }
             if !page.hasMore {
                 try tx.setPullCursor(page.cursor)
                 if let epoch = page.epoch { try tx.setPullEpoch(epoch) }
             }
-            try tx.setDeviceMetadata(device)
-            return changed
+            try tx.setDeviceMetadata(DeviceMetadata(deviceID: clock.node, lastHLC: clock.last))
+            return outcome
         }
         self.clock = clock
-        return changed
+        return outcome
+    }
+
+    /// A write of this device that a concurrent one replaced after the server applied it.
+    ///
+    /// Still confirmed here (the device knows the change from its acknowledgement): reported now,
+    /// before the page replaces it, so a later page that says the same finds nothing to report.
+    /// Still waiting for its acknowledgement (it was lost): kept in ``RecordState/lostWrites``
+    /// and reported with the acknowledgement, which names the change.
+    private static func noteSuperseded(
+        _ write: SupersededWrite, by change: RemoteChange, in record: inout RecordState, policy: ConflictPolicy,
+        clock: inout HybridClock, now: UInt64, _ tx: any StoreWriter, _ outcome: inout PageOutcome
+    ) throws {
+        if let id = record.ownWrites[write.hlc]?.id {
+            let names = write.deleted
+                ? (record.tombstone == write.hlc ? write.fields : [])
+                : write.fields.filter { record.fields[$0]?.hlc == write.hlc }
+            guard !names.isEmpty || (write.deleted && record.tombstone == write.hlc) else { return }
+            let local = write.deleted ? [:] : record.fields.filter { names.contains($0.key) }.mapValues(\.value)
+            let server = change.fields.filter { names.contains($0.key) }
+            outcome.detected.append(
+                ConflictReport(changeID: id, key: record.key, fields: names, policy: policy.name, local: local, server: server.mapValues(\.value))
+            )
+            if case .manual = policy {
+                try keepConflict(id, names, local: local, server: server, in: &record, detected: try clock.now(wallMillis: now), tx)
+            }
+        } else if let sent = try tx.outboxEntries(for: record.key).first(where: { $0.sent && $0.change.hlc == write.hlc }) {
+            let names = write.deleted ? write.fields : write.fields.filter { sent.change.fields[$0] != nil }
+            record.lostWrites[write.hlc] = Array(Set(record.lostWrites[write.hlc] ?? []).union(names)).sorted()
+        }
     }
 
     /// Forgets the cursor and its epoch so the next pull starts from a snapshot (after a

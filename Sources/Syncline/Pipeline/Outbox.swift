@@ -131,7 +131,7 @@ package actor Reconciler {
     /// Pulls until the server says nothing is left. The cursor stays where the pull began until
     /// the last page, which stores the new one with its records (see `InMemorySyncServer.pull`
     /// for why paging keeps `after` fixed); an interrupted pull starts again from that cursor.
-    package func pullAll(stats: inout SyncStats) async throws {
+    package func pullAll(policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats) async throws {
         var done = 0
         var resyncs = 0
         var (cursor, epoch) = try await local.pullPosition()
@@ -164,10 +164,10 @@ package actor Reconciler {
                 bus.emit(.error(SyncErrorEvent(error: LocalStore.syncError(error), key: nil, changeID: nil)))
                 throw error
             }
-            let keys: [RecordKey]
+            let applied: PageOutcome
             do {
                 snapshot?.formUnion(page.changes.map { RecordKey(collection: $0.collection, id: $0.record) })
-                keys = try await local.applyPage(page, after: cursor, from: position, snapshot: snapshot)
+                applied = try await local.applyPage(page, after: cursor, from: position, snapshot: snapshot, policy: policy)
             } catch let error as SyncError where error.code == .invalidPage {
                 stats.errors += 1
                 bus.emit(.error(SyncErrorEvent(error: error, key: nil, changeID: nil)))
@@ -182,7 +182,9 @@ package actor Reconciler {
                 stats.bytesDown += BinaryCodec.encode(page).count
             }
             bus.emit(.pullProgress(done: done, total: done + Int(clamping: page.remaining)))
-            if !keys.isEmpty { bus.emit(.recordsChanged(keys, origin: .remote)) }
+            stats.conflicts += applied.detected.count
+            for report in applied.detected { bus.emit(.conflictDetected(report)) }
+            if !applied.changedKeys.isEmpty { bus.emit(.recordsChanged(applied.changedKeys, origin: .remote)) }
             if !page.hasMore { return }
             epoch = epoch ?? page.epoch  // the rest of the pull stays in the first page's epoch
             position = page.cursor

@@ -364,7 +364,7 @@ public final class SyncClient: Sendable {
             let policy: @Sendable (CollectionName) -> ConflictPolicy = { policies[$0] ?? .lastWriterWins }
             do {
                 try await outbox.drain(policy: policy, stats: &stats)
-                try await reconciler.pullAll(stats: &stats)
+                try await reconciler.pullAll(policy: policy, stats: &stats)
                 // Answers to merges queued while pulling go out at once.
                 if try await local.pendingCount() > 0 { try await outbox.drain(policy: policy, stats: &stats) }
             } catch {

@@ -77,11 +77,7 @@ public actor InMemorySyncServer {
         } catch {
             throw SyncError(.storage, "in-memory push failed: \(error)")  // the in-memory state never throws
         }
-        for (id, lost) in outcome.applied {
-            state.applications[id, default: 0] += 1
-            if !lost.isEmpty { state.losses[id] = lost }
-        }
-        for (id, conflicts) in outcome.rejected { state.losses[id] = conflicts }
+        state.ledger.record(batch, outcome)
         heads.publish(state.head, namespace: namespace)  // announced only when it moved
         return outcome
     }
@@ -149,11 +145,12 @@ public actor InMemorySyncServer {
     public func records(namespace: Namespace) -> [RecordKey: ServerRecord] { namespaces[namespace]?.records ?? [:] }
 
     /// How many times each event id was applied (for tests of idempotence: every count is 1).
-    public func applications(namespace: Namespace) -> [EventID: Int] { namespaces[namespace]?.applications ?? [:] }
+    public func applications(namespace: Namespace) -> [EventID: Int] { namespaces[namespace]?.ledger.applications ?? [:] }
 
-    /// The changes that lost on some fields (lww) or were rejected, with those fields: the
-    /// ground truth for "every lost write is reported once".
-    public func losses(namespace: Namespace) -> [EventID: [String]] { namespaces[namespace]?.losses ?? [:] }
+    /// The changes that lost on some fields (at their push, or replaced later by a concurrent
+    /// write) or were rejected, with those fields: the ground truth for "every lost write is
+    /// reported once" (see ``LossLedger``).
+    public func losses(namespace: Namespace) -> [EventID: LossLedger.Loss] { namespaces[namespace]?.ledger.losses ?? [:] }
 
     /// Forgets tombstones written at or before `seq`; devices whose cursor is older must resync.
     public func purgeTombstones(namespace: Namespace, through seq: UInt64) {
@@ -182,8 +179,7 @@ private struct NamespaceState: ServerNamespaceWriter, ServerNamespaceReader {
     var appliedStart = 0
     let window: Int
     /// Bookkeeping for tests (a reference server, not a production one).
-    var applications: [EventID: Int] = [:]
-    var losses: [EventID: [String]] = [:]
+    var ledger = LossLedger()
 
     init(window: Int, epoch: Epoch) {
         self.window = window

@@ -12,6 +12,11 @@
 ///   the incoming value. A write newer than a delete brings the record back with only the fields
 ///   written after the delete; a delete removes every field not newer than itself (fields newer
 ///   than the delete survive, so the result does not depend on arrival order).
+///
+/// A write that replaces a concurrent one the server had applied (a field, a delete undone, or
+/// fields a delete removes) leaves a ``SupersededWrite`` on the record: the device whose write
+/// was replaced learns from it, in its next pull, that it lost (invariant 7), even though its
+/// push was answered `applied`.
 public enum MergeRules {
     /// What applying one change did.
     public struct Outcome: Sendable {
@@ -23,6 +28,8 @@ public enum MergeRules {
         public var consumedSeq: Bool
         /// Fields (or, for a delete, surviving fields) on which the incoming change lost.
         public var lost: [String]
+        /// Applied writes this change replaced (also appended to ``record``).
+        public var superseded: [SupersededWrite] = []
     }
 
     /// Applies `change` to the server's copy of its record.
@@ -84,15 +91,22 @@ public enum MergeRules {
                 consumedSeq: false, lost: lost
             )
         }
+        var replaced: [SupersededWrite] = []
         if revives {
+            if againstDelete, let tombstone = record.tombstone {
+                replaced = [SupersededWrite(hlc: tombstone, seq: seq, fields: winners, deleted: true)]
+            }
             record.deleted = false
             record.fields = [:]
+        } else {
+            replaced = supersessions(of: record.fields, winners.filter { concurrent.contains($0) }, at: seq)
         }
+        record.remember(replaced)
         for name in winners { record.fields[name] = FieldState(value: change.fields[name]!, hlc: change.hlc, seq: seq) }
         record.seq = seq
         return Outcome(
             record: record, result: .applied(id: change.id, seq: seq, fields: record.fields.filter { names.contains($0.key) }),
-            consumedSeq: true, lost: lost
+            consumedSeq: true, lost: lost, superseded: replaced
         )
     }
 
@@ -112,6 +126,8 @@ public enum MergeRules {
         let survivors = change.mode == .lww
             ? record.fields.filter { concurrent.contains($0.key) && $0.value.hlc > change.hlc }
             : [:]
+        let replaced = supersessions(of: record.fields, concurrent.filter { survivors[$0] == nil }, at: seq)
+        record.remember(replaced)
         record.fields = survivors
         record.deleted = survivors.isEmpty
         record.tombstone = max(record.tombstone ?? change.hlc, change.hlc)
@@ -119,7 +135,18 @@ public enum MergeRules {
         record.seq = seq
         return Outcome(
             record: record, result: .applied(id: change.id, seq: seq, fields: survivors), consumedSeq: true,
-            lost: survivors.keys.sorted()
+            lost: survivors.keys.sorted(), superseded: replaced
         )
+    }
+
+    /// The writes that set `names` in `fields`, replaced at `seq`: one ``SupersededWrite`` per
+    /// write (the fields one change wrote share its HLC), oldest first.
+    private static func supersessions(of fields: [String: FieldState], _ names: [String], at seq: UInt64) -> [SupersededWrite] {
+        guard !names.isEmpty else { return [] }
+        var byWrite: [HLC: [String]] = [:]
+        for name in names {
+            if let state = fields[name] { byWrite[state.hlc, default: []].append(name) }
+        }
+        return byWrite.sorted { $0.key < $1.key }.map { SupersededWrite(hlc: $0.key, seq: seq, fields: $0.value.sorted()) }
     }
 }

@@ -61,6 +61,8 @@ public enum ServerEngine {
         public var applied: [(id: EventID, lost: [String])]
         /// Event ids rejected, with the concurrent fields.
         public var rejected: [(id: EventID, conflicts: [String])]
+        /// Applied writes (of earlier pushes) that this push's changes replaced concurrently.
+        public var superseded: [SupersededWrite] = []
     }
 
     /// Checks a batch before anything is applied.
@@ -108,6 +110,7 @@ public enum ServerEngine {
             case .applied(_, let seq, let fields):
                 try namespace.remember(change.id, AppliedChange(seq: seq, fields: fields))
                 outcome.applied.append((change.id, merged.lost))
+                outcome.superseded.append(contentsOf: merged.superseded)
             case .rejected(_, let conflicts, _):
                 outcome.rejected.append((change.id, conflicts))
             case .duplicate:

@@ -12,10 +12,13 @@ public struct ServerRecord: Hashable, Sendable {
     public var deletedSeq: UInt64
     /// The highest seq that touched the record.
     public var seq: UInt64
+    /// Applied writes that concurrent ones replaced, oldest first, at most
+    /// ``SupersededWrite/keptPerRecord``.
+    public var superseded: [SupersededWrite]
 
     public init(
         collection: CollectionName, id: RecordID, fields: [String: FieldState] = [:], deleted: Bool = false,
-        tombstone: HLC? = nil, deletedSeq: UInt64 = 0, seq: UInt64 = 0
+        tombstone: HLC? = nil, deletedSeq: UInt64 = 0, seq: UInt64 = 0, superseded: [SupersededWrite] = []
     ) {
         self.collection = collection
         self.id = id
@@ -24,6 +27,7 @@ public struct ServerRecord: Hashable, Sendable {
         self.tombstone = tombstone
         self.deletedSeq = deletedSeq
         self.seq = seq
+        self.superseded = superseded
     }
 
     public var key: RecordKey { RecordKey(collection: collection, id: id) }
@@ -33,12 +37,28 @@ public struct ServerRecord: Hashable, Sendable {
     /// When the record was deleted after the cursor, the device's copy may hold fields that are
     /// gone: a live record is then sent whole with ``RemoteChange/reset`` set, so the device
     /// replaces its copy instead of merging into it.
+    ///
+    /// The entry also carries the writes that concurrent ones replaced after the cursor, so the
+    /// devices that made them learn they lost (see ``SupersededWrite``).
     public func remoteChange(after cursor: UInt64) -> RemoteChange {
+        let replaced = superseded.isEmpty ? [] : superseded.filter { $0.seq > cursor }
         if deleted {
-            return RemoteChange(seq: seq, collection: collection, record: id, deleted: true, hlc: tombstone)
+            return RemoteChange(seq: seq, collection: collection, record: id, deleted: true, hlc: tombstone, superseded: replaced)
         }
         let reset = deletedSeq > cursor
         let changed = reset ? fields : fields.filter { $0.value.seq > cursor }
-        return RemoteChange(seq: seq, collection: collection, record: id, deleted: false, fields: changed, reset: reset)
+        return RemoteChange(
+            seq: seq, collection: collection, record: id, deleted: false, fields: changed, reset: reset, superseded: replaced
+        )
+    }
+
+    /// Remembers writes a concurrent one replaced, keeping the newest
+    /// ``SupersededWrite/keptPerRecord``.
+    mutating func remember(_ replaced: [SupersededWrite]) {
+        guard !replaced.isEmpty else { return }
+        superseded.append(contentsOf: replaced)
+        if superseded.count > SupersededWrite.keptPerRecord {
+            superseded.removeFirst(superseded.count - SupersededWrite.keptPerRecord)
+        }
     }
 }

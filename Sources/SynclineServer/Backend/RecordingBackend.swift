@@ -1,41 +1,25 @@
 public import Syncline
 import Synchronization
 
-/// Wraps a backend and records, per event id, how many times it was applied, the fields on
-/// which it lost, and whether it was rejected: the ground truth the simulator and the tests check
-/// "nothing lost, nothing applied twice, every lost write reported" against. Memory grows with
-/// the changes seen; meant for simulations and tests, not production.
+/// Wraps a backend and keeps a ``LossLedger`` of what it applied: the ground truth the simulator
+/// and the tests check "nothing lost, nothing applied twice, every lost write reported" against.
+/// Memory grows with the changes seen; meant for simulations and tests, not production.
 public final class RecordingBackend: ServerBackend {
-    private struct Record {
-        var applications: [EventID: Int] = [:]
-        var losses: [EventID: [String]] = [:]
-        var rejected: Set<EventID> = []
-    }
-
     public let base: any ServerBackend
-    private let record = Mutex(Record())
+    private let ledger = Mutex(LossLedger())
 
     public init(_ base: any ServerBackend) { self.base = base }
 
     /// How many times each event id was applied.
-    public var applications: [EventID: Int] { record.withLock { $0.applications } }
-    /// Changes that lost on some fields (lww) or were rejected, with those fields.
-    public var losses: [EventID: [String]] { record.withLock { $0.losses } }
+    public var applications: [EventID: Int] { ledger.withLock { $0.applications } }
+    /// Changes that lost on some fields (at their push or replaced later) or were rejected, with those fields.
+    public var losses: [EventID: LossLedger.Loss] { ledger.withLock { $0.losses } }
     /// Changes the server answered with `rejected`: decided, not lost.
-    public var rejected: Set<EventID> { record.withLock { $0.rejected } }
+    public var rejected: Set<EventID> { ledger.withLock { $0.rejected } }
 
     public func applyValidated(_ batch: ChangeBatch, namespace: Namespace) async throws -> ServerEngine.PushOutcome {
         let outcome = try await base.applyValidated(batch, namespace: namespace)
-        record.withLock { record in
-            for (id, lost) in outcome.applied {
-                record.applications[id, default: 0] += 1
-                if !lost.isEmpty { record.losses[id] = lost }
-            }
-            for (id, conflicts) in outcome.rejected {
-                record.losses[id] = conflicts
-                record.rejected.insert(id)
-            }
-        }
+        ledger.withLock { $0.record(batch, outcome) }
         return outcome
     }
 
