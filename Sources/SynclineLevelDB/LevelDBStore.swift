@@ -179,7 +179,11 @@ final class LevelDBStoreState {
         do {
             try database.scan(prefix: LevelDBKey.outboxPrefix) { _, value in
                 let entry = try BinaryCodec.decodeOutboxEntryIndex(value)
-                index.load(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.key))
+                index.load(
+                    OutboxIndex.Item(
+                        seq: entry.seq, priority: entry.priority, key: entry.key, bytes: value.count - BinaryCodec.outboxEntryOverhead(seq: entry.seq)
+                    )
+                )
                 return true
             }
         } catch let error as SyncError {
@@ -330,6 +334,8 @@ final class LevelDBTransaction: StoreWriter {
 
     func outboxCount() throws -> Int { state.index.count }
 
+    func outboxBytes() throws -> Int { state.index.bytes }
+
     func allocateOutboxSeq() throws -> UInt64 { state.index.allocate() }
 
     func putOutboxEntry(_ entry: OutboxEntry) throws {
@@ -337,11 +343,16 @@ final class LevelDBTransaction: StoreWriter {
     }
 
     func putOutboxEntry(_ entry: OutboxEntry, encoded: @autoclosure () -> [UInt8]) throws {
-        let old = state.index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key))
+        let bytes = encoded()
+        let old = state.index.set(
+            OutboxIndex.Item(
+                seq: entry.seq, priority: entry.priority, key: entry.change.key, bytes: bytes.count - BinaryCodec.outboxEntryOverhead(seq: entry.seq)
+            )
+        )
         if let old, old.priority != entry.priority {
             delete(LevelDBKey.outbox(priority: old.priority, seq: entry.seq))
         }
-        put(LevelDBKey.outbox(priority: entry.priority, seq: entry.seq), encoded())
+        put(LevelDBKey.outbox(priority: entry.priority, seq: entry.seq), bytes)
     }
 
     func removeOutboxEntries(_ seqs: [UInt64]) throws {

@@ -190,11 +190,12 @@ final class SQLiteStoreConnection: StoreWriter {
         while try statement.step() {
             let position = statement.int64(0)
             do throws(SyncError) {
-                let (seq, priority, key) = try BinaryCodec.decodeOutboxEntryIndex(statement.blob(1))
+                let blob = statement.blob(1)
+                let (seq, priority, key) = try BinaryCodec.decodeOutboxEntryIndex(blob)
                 guard SQLiteStore.outboxPosition(priority: priority, seq: seq) == position else {
                     throw SyncError(.storage, "it holds the entry of seq \(seq), priority \(priority)")
                 }
-                index.load(OutboxIndex.Item(seq: seq, priority: priority, key: key))
+                index.load(OutboxIndex.Item(seq: seq, priority: priority, key: key, bytes: blob.count - BinaryCodec.outboxEntryOverhead(seq: seq)))
             } catch {
                 throw SyncError(.storage, "outbox row \(position) is damaged: \(error.message)")
             }
@@ -314,6 +315,8 @@ final class SQLiteStoreConnection: StoreWriter {
 
     func outboxCount() throws -> Int { index.count }
 
+    func outboxBytes() throws -> Int { index.bytes }
+
     func allocateOutboxSeq() throws -> UInt64 {
         guard index.lastSeq < SQLiteStore.maxOutboxSeq else {
             throw SyncError(.storage, "the outbox has used all \(SQLiteStore.maxOutboxSeq) positions")
@@ -329,8 +332,12 @@ final class SQLiteStoreConnection: StoreWriter {
         guard entry.seq <= SQLiteStore.maxOutboxSeq else {
             throw SyncError(.invalidParameter, "outbox position \(entry.seq) is above \(SQLiteStore.maxOutboxSeq)")
         }
+        let bytes = encoded()
         // The index is journaled with the transaction, so a failure below is rolled back with it.
-        if let old = index.set(OutboxIndex.Item(seq: entry.seq, priority: entry.priority, key: entry.change.key)),
+        let item = OutboxIndex.Item(
+            seq: entry.seq, priority: entry.priority, key: entry.change.key, bytes: bytes.count - BinaryCodec.outboxEntryOverhead(seq: entry.seq)
+        )
+        if let old = index.set(item),
             old.priority != entry.priority
         {
             try deleteOutboxRow(priority: old.priority, seq: old.seq)  // promoted: its key changes
@@ -338,7 +345,7 @@ final class SQLiteStoreConnection: StoreWriter {
         let statement = try connection.statement("INSERT OR REPLACE INTO outbox(position, entry) VALUES (?1, ?2)")
         defer { statement.reset() }
         try statement.bind(1, SQLiteStore.outboxPosition(priority: entry.priority, seq: entry.seq))
-        try statement.bind(2, blob: encoded())
+        try statement.bind(2, blob: bytes)
         _ = try statement.step()
     }
 

@@ -76,6 +76,7 @@ public final class FaultInjectingStore: SyncStore {
         func outboxEntries(for key: RecordKey) throws -> [OutboxEntry] { try inner.outboxEntries(for: key) }
         func outboxEntry(seq: UInt64) throws -> OutboxEntry? { try inner.outboxEntry(seq: seq) }
         func outboxCount() throws -> Int { try inner.outboxCount() }
+        func outboxBytes() throws -> Int { try inner.outboxBytes() }
         func metadata(_ name: String) throws -> [UInt8]? { try inner.metadata(name) }
         func conflict(_ id: EventID) throws -> StoredConflict? { try inner.conflict(id) }
         func conflicts() throws -> [StoredConflict] { try inner.conflicts() }

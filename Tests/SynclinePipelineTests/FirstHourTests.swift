@@ -141,6 +141,41 @@ struct FirstHourTests {
         #expect(try await alice.fields(of: key) == ["title": "bob"])
     }
 
+    /// Item 8: `pushProgress.bytesTotal` always equalled `bytesDone`. It is the binary size of
+    /// the changes queued when the push began, like `total` for counts: constant through the
+    /// push, with `bytesDone` climbing to it. Tried: 50 changes of growing size in batches of 8,
+    /// on every store.
+    @Test(arguments: StoreKind.allCases)
+    func pushProgressGivesTheRealByteTotal(_ kind: StoreKind) async throws {
+        let harness = Harness()
+        let fixture = try StoreFixture(kind)
+        let client = try SyncClient(
+            namespace: harness.namespace, store: try fixture.open(), transport: InMemoryTransport(server: harness.server, namespace: harness.namespace),
+            configuration: .init(maxBatchChanges: 8)
+        )
+        var queued = 0
+        for number in 0..<50 {
+            let change = try #require(try await client.upsert(Sample.key("t\(number)"), fields: ["text": .string(String(repeating: "x", count: number * 10))]))
+            var writer = BinaryWriter()
+            writer.write(change)
+            queued += writer.bytes.count
+        }
+        let progress = Mutex<[(done: Int, total: Int, bytesDone: Int, bytesTotal: Int)]>([])
+        client.observeEvents { event in
+            if case .pushProgress(let done, let total, let bytesDone, let bytesTotal) = event {
+                progress.withLock { $0.append((done, total, bytesDone, bytesTotal)) }
+            }
+        }
+        try await client.sync()
+        let seen = progress.withLock { $0 }
+        #expect(seen.count == 7, "50 changes in batches of 8")
+        #expect(seen.allSatisfy { $0.bytesTotal == queued && $0.total == 50 }, "the total is the queued changes' size throughout: \(seen)")
+        #expect(seen.first.map { $0.bytesDone > 0 && $0.bytesDone < queued } == true)
+        #expect(zip(seen, seen.dropFirst()).allSatisfy { $0.bytesDone < $1.bytesDone })
+        #expect(seen.last?.bytesDone == queued && seen.last?.done == 50)
+        client.close()
+    }
+
     /// Item 8: a token that is always refused made an error event every few seconds, forever.
     /// After `maxUnauthorized` refusals in a row the client reports `.connectivity(.unauthorized)`
     /// once, in its status too, and stops trying until the app calls `start()` again. Tried: a

@@ -250,7 +250,8 @@ struct JWTAuthTests {
     @Test func aLiveSocketClosesWith4001WhenItsTokenExpires() async throws {
         let issuer = try TokenIssuer(prefix: "main")
         try await LiveServer.with(configuration: try await Self.configuration(issuer, leeway: .zero)) { server in
-            let token = try await issuer.token(.hs256, TokenIssuer.claims(["team"], lifetime: 1.5))
+            // Long enough to survive a loaded machine between issuing and the upgrade.
+            let token = try await issuer.token(.hs256, TokenIssuer.claims(["team"], lifetime: 4))
             let (messages, close) = try await Self.live(server, token: token)
             #expect(messages.first?.contains(#""type":"welcome""#) == true, "\(messages)")
             #expect(messages.last?.contains(#""code":"unauthorized""#) == true && messages.last?.contains("token_expired") == true, "\(messages)")
@@ -266,12 +267,13 @@ struct JWTAuthTests {
         try await LiveServer.with(configuration: try await Self.configuration(issuer, leeway: .zero)) { server in
             let namespace = try Namespace("team")
             let issued = Mutex(0)
-            // The app's token provider: every call gets a new token that lives 1.5 s.
+            // The app's token provider: every call gets a new token that lives 4 s (long enough
+            // to be used on a loaded machine, short enough to expire while the test waits).
             let socket = WebSocketTransport(
                 url: server.baseURL, namespace: namespace,
                 token: {
                     issued.withLock { $0 += 1 }
-                    return try await issuer.token(.es256, TokenIssuer.claims(["team"], lifetime: 1.5))
+                    return try await issuer.token(.es256, TokenIssuer.claims(["team"], lifetime: 4))
                 },
                 configuration: .init(ackTimeout: .seconds(10), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200))
             )
@@ -279,7 +281,7 @@ struct JWTAuthTests {
             _ = try await socket.pull(after: 0, from: 0, limit: 1)  // the socket opens once the cursor is known
             // Eventually-true checks, polled with a deadline: the first socket opens, its token
             // expires, the server closes it, and the transport opens a second one with a new token.
-            let deadline = ContinuousClock.now + .seconds(20)
+            let deadline = ContinuousClock.now + .seconds(30)
             while socket.statistics.connections < 2 {
                 guard ContinuousClock.now < deadline else { break }
                 try await Task.sleep(for: .milliseconds(20))

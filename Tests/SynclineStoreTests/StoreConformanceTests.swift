@@ -208,6 +208,54 @@ struct StoreConformanceTests {
         #expect(try store.read { tx in try tx.outboxEntry(seq: seqs[0]) } == nil)
     }
 
+    /// The outbox's byte total (push progress) is the binary size of its changes, through
+    /// enqueues, coalescing, a promotion, an entry marked sent, removals, a rolled-back
+    /// transaction and a reopen (positions past 127 take a longer varint).
+    @Test(arguments: StoreKind.allCases)
+    func outboxBytesFollowTheQueuedChanges(_ kind: StoreKind) throws {
+        let fixture = try StoreFixture(kind)
+        var store = try fixture.open()
+        func expected(_ tx: any StoreReader) throws -> Int {
+            try tx.outbox(limit: 100_000).reduce(0) { total, entry in
+                var writer = BinaryWriter()
+                writer.write(entry.change)
+                return total + writer.bytes.count
+            }
+        }
+        func check(_ what: String) throws {
+            try store.read { tx throws in #expect(try tx.outboxBytes() == (try expected(tx)), "\(what)") }
+        }
+        try check("empty")
+        try store.write { tx throws in
+            for number in 0..<300 {
+                try tx.enqueue(Sample.change(UInt64(number + 1), record: "r\(number % 120)", fields: ["n": .int(Int64(number)), "text": .string(String(repeating: "x", count: number))]), priority: .normal)
+            }
+        }
+        try check("after enqueues, coalesced per record")
+        try store.write { tx throws in
+            let first = try #require(try tx.outbox(limit: 1).first)
+            try tx.enqueue(Sample.change(1_000, record: "r0", fields: ["n": 1]), priority: .high)  // promoted
+            try tx.markSent([first.seq])
+        }
+        try check("after a promotion and a sent mark")
+        #expect(throws: StoreConformanceTests.Boom.self) {
+            try store.write { tx throws in
+                try tx.enqueue(Sample.change(2_000, record: "new", fields: ["n": 1]), priority: .low)
+                try tx.removeOutboxEntries(try tx.outbox(limit: 10).map(\.seq))
+                throw StoreConformanceTests.Boom()
+            }
+        }
+        try check("after a rolled-back transaction")
+        try store.write { tx throws in try tx.removeOutboxEntries(try tx.outbox(limit: 50).map(\.seq)) }
+        try check("after removals")
+        let before = try store.read { tx in try tx.outboxBytes() }
+        #expect(before > 0)
+        store.close()
+        store = try fixture.open()
+        try check("after a reopen")
+        #expect(try store.read { tx in try tx.outboxBytes() } == before)
+    }
+
     @Test(arguments: StoreKind.allCases)
     func tenThousandRecordsRoundTrip(_ kind: StoreKind) throws {
         let fixture = try StoreFixture(kind)

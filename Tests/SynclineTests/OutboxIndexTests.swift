@@ -18,13 +18,14 @@ struct OutboxIndexTests {
             case 0..<4:
                 let item = OutboxIndex.Item(
                     seq: index.allocate(), priority: Priority.allCases.randomElement(using: &random)!,
-                    key: keys.randomElement(using: &random)!
+                    key: keys.randomElement(using: &random)!, bytes: Int.random(in: 20...400, using: &random)
                 )
                 index.set(item)
                 current[item.seq] = item
             case 4:
                 if var item = current.values.randomElement(using: &random) {
                     item.priority = Priority.allCases.randomElement(using: &random)!
+                    item.bytes = Int.random(in: 20...400, using: &random)
                     #expect(index.set(item) == current[item.seq])
                     current[item.seq] = item
                 }
@@ -41,6 +42,7 @@ struct OutboxIndexTests {
                 current = committed
             }
             #expect(index.count == current.count, "seed \(seed) step \(step)")
+            #expect(index.bytes == current.values.reduce(0) { $0 + $1.bytes }, "seed \(seed) step \(step): the byte total")
             for key in keys {
                 let expected = current.values.filter { $0.key == key }.map(\.seq).sorted()
                 #expect(index.positions(for: key) == expected, "seed \(seed) step \(step) \(key)")

@@ -230,6 +230,18 @@ public enum BinaryCodec {
         return writer.bytes
     }
 
+    /// The bytes an outbox entry's document adds around its change (header, position, priority,
+    /// sent flag): a stored entry of `n` bytes carries a change of `n - outboxEntryOverhead(seq:)`.
+    public static func outboxEntryOverhead(seq: UInt64) -> Int {
+        var length = 1
+        var rest = seq >> 7
+        while rest > 0 {
+            length += 1
+            rest >>= 7
+        }
+        return 4 + length + 2
+    }
+
     public static func decodeOutboxEntry(_ bytes: [UInt8]) throws(SyncError) -> OutboxEntry {
         var reader = try open(bytes, .outboxEntry)
         let seq = try reader.readVarint()

@@ -184,6 +184,11 @@ package actor LocalStore {
 
     package func pendingCount() throws -> Int { try store.read { tx in try tx.outboxCount() } }
 
+    /// How many changes are queued, and their binary-encoded size, read together.
+    package func pending() throws -> (count: Int, bytes: Int) {
+        try store.read { tx in (try tx.outboxCount(), try tx.outboxBytes()) }
+    }
+
     package func pullCursor() throws -> UInt64 { try store.read { tx in try tx.pullCursor() } }
 
     /// The pull cursor with the namespace epoch it belongs to, read together.

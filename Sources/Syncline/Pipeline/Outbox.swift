@@ -30,7 +30,7 @@ package actor Outbox {
     /// Pushes until the outbox is empty.
     /// - Throws: the last transport error when a batch failed every attempt.
     package func drain(policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats) async throws {
-        let total = try await local.pendingCount()
+        let total = try await local.pending()
         var done = 0
         var bytesDone = 0
         while true {
@@ -45,7 +45,7 @@ package actor Outbox {
     /// one is dead-lettered while the rest flow.
     private func send(
         _ queued: [QueuedChange], policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats,
-        done: inout Int, bytesDone: inout Int, total: Int
+        done: inout Int, bytesDone: inout Int, total: (count: Int, bytes: Int)
     ) async throws {
         let entries = queued.map(\.entry)
         let batch = ChangeBatch(changes: entries.map(\.change))
@@ -62,6 +62,7 @@ package actor Outbox {
                 let letter = try await local.deadLetter(entries[0], error: error)
                 bus.emit(.error(SyncErrorEvent(error: error, key: letter.change.key, changeID: letter.change.id)))
                 done += 1
+                bytesDone += queued[0].bytes  // out of the outbox too
                 return
             }
             let middle = queued.count / 2
@@ -71,7 +72,7 @@ package actor Outbox {
         }
         let outcome = try await local.applyPushResponse(entries, response, policy: policy)
         done += outcome.acknowledged
-        bytesDone += bytes
+        bytesDone += queued.reduce(0) { $0 + $1.bytes }
         stats.pushed += outcome.acknowledged
         if let before = trafficBefore, let after = transport.traffic {
             // What crossed the wire, compressed, retries included.
@@ -84,7 +85,7 @@ package actor Outbox {
         stats.resolved += outcome.resolved.count
         for report in outcome.detected { bus.emit(.conflictDetected(report)) }
         for report in outcome.resolved { bus.emit(.conflictResolved(report)) }
-        bus.emit(.pushProgress(done: done, total: max(total, done), bytesDone: bytesDone, bytesTotal: bytesDone))
+        bus.emit(.pushProgress(done: done, total: max(total.count, done), bytesDone: bytesDone, bytesTotal: max(total.bytes, bytesDone)))
         if !outcome.changedKeys.isEmpty { bus.emit(.recordsChanged(outcome.changedKeys, origin: .remote)) }
     }
 

@@ -4,7 +4,9 @@ import Synchronization
 public enum SyncEvent: Sendable {
     case syncStarted
     case syncFinished(SyncStats)
-    /// Changes pushed so far out of the outbox's size when the push began.
+    /// Changes pushed so far out of the outbox's size when the push began, in changes and in
+    /// their binary-encoded bytes (before compression; changes queued during the push raise
+    /// `total` and `bytesTotal` only as they are pushed).
     case pushProgress(done: Int, total: Int, bytesDone: Int, bytesTotal: Int)
     /// Entries pulled so far out of what the server said remained.
     case pullProgress(done: Int, total: Int)

@@ -128,6 +128,9 @@ private final class InMemoryTransaction: StoreWriter {
 
     func outboxEntry(seq: UInt64) throws -> OutboxEntry? { state.outbox[seq] }
     func outboxCount() throws -> Int { state.outbox.count }
+
+    /// Measured when asked (once per push), not kept: this store never encodes its entries.
+    func outboxBytes() throws -> Int { state.outbox.values.reduce(0) { $0 + LocalStore.encodedSize($1.change) } }
     func metadata(_ name: String) throws -> [UInt8]? { state.metadata[name] }
     func conflict(_ id: EventID) throws -> StoredConflict? { state.conflicts[id] }
     func conflicts() throws -> [StoredConflict] { state.conflicts.values.sorted { $0.id < $1.id } }

@@ -8,11 +8,14 @@ package struct OutboxIndex: Sendable {
         package var seq: UInt64
         package var priority: Priority
         package var key: RecordKey
+        /// The binary-encoded size of the entry's change.
+        package var bytes: Int
 
-        package init(seq: UInt64, priority: Priority, key: RecordKey) {
+        package init(seq: UInt64, priority: Priority, key: RecordKey, bytes: Int) {
             self.seq = seq
             self.priority = priority
             self.key = key
+            self.bytes = bytes
         }
     }
 
@@ -74,6 +77,9 @@ package struct OutboxIndex: Sendable {
 
     package var count: Int { bySeq.count }
 
+    /// The sum of the items' ``Item/bytes``.
+    package private(set) var bytes = 0
+
     package func item(_ seq: UInt64) -> Item? { bySeq.item(seq) }
 
     /// The record's positions, oldest first.
@@ -96,6 +102,7 @@ package struct OutboxIndex: Sendable {
     package mutating func set(_ item: Item) -> Item? {
         let old = bySeq.set(item)
         journal.append((item.seq, old))
+        bytes += item.bytes - (old?.bytes ?? 0)
         if let old {
             if old.key == item.key { return old }
             removePosition(old)
@@ -123,11 +130,13 @@ package struct OutboxIndex: Sendable {
     private mutating func insert(_ item: Item) {
         bySeq.set(item)
         insertPosition(item)
+        bytes += item.bytes
     }
 
     private mutating func remove(_ item: Item) {
         bySeq.remove(item.seq)
         removePosition(item)
+        bytes -= item.bytes
     }
 
     /// One hash lookup, whether the record is new or not.

@@ -83,6 +83,9 @@ public protocol StoreReader {
     func outboxEntries(for key: RecordKey) throws -> [OutboxEntry]
     func outboxEntry(seq: UInt64) throws -> OutboxEntry?
     func outboxCount() throws -> Int
+    /// The binary-encoded size of the queued changes (what their batches carry before
+    /// compression), for progress: ``SyncEvent/pushProgress(done:total:bytesDone:bytesTotal:)``.
+    func outboxBytes() throws -> Int
 
     /// A small named value (device metadata, cursor, settings of higher layers).
     func metadata(_ name: String) throws -> [UInt8]?
