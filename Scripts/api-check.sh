@@ -39,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Rate limiting is off: the fuzzer sends thousands of requests with one token.
-"$SERVER_BIN" --host 127.0.0.1 --port 0 --data "$work/data" --dev-token "$token:*" --rate-limit 0 \
+"$SERVER_BIN" --host 127.0.0.1 --port 0 --data "$work/data" --dev-token "$token:*" --rate-limit 0 --max-long-poll 1 \
     --log-level warning >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 

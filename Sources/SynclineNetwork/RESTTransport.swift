@@ -28,15 +28,20 @@ public final class RESTTransport: SyncTransport {
         public var maxResponseBytes: Int
         /// The certificates trusted for an `https://` URL. Default: the system's.
         public var trust: ServerTrust
+        /// How long each long poll asks the server to hold it (``RESTTransport/liveHeads()``);
+        /// `nil`: no long polling (the device hears of others' changes when it syncs). Default
+        /// 25 s (servers cap it, 30 s by default).
+        public var longPoll: Duration?
 
         public init(
             wire: WireCodec = WireCodec(), timeout: Duration = .seconds(30), maxResponseBytes: Int = 64 << 20,
-            trust: ServerTrust = .system
+            trust: ServerTrust = .system, longPoll: Duration? = .seconds(25)
         ) {
             self.wire = wire
             self.timeout = timeout
             self.maxResponseBytes = maxResponseBytes
             self.trust = trust
+            self.longPoll = longPoll
         }
     }
 
@@ -114,16 +119,48 @@ public final class RESTTransport: SyncTransport {
         return try configuration.wire.decodePullPage(answer)
     }
 
-    public func liveHeads() async -> AsyncStream<UInt64> { AsyncStream { $0.finish() } }
+    /// The server's head after each commit in the namespace, heard through long polls (DESIGN §5,
+    /// `wait`): one request at a time, `GET …/changes?after=H&limit=1&wait=S` from the last head
+    /// heard, answered at once when the head moved past it and otherwise held by the server until
+    /// a commit (on any node) or `S` seconds. The stream yields each new head (the first answer
+    /// gives the current one); the client then syncs from its own cursor, so the at most one entry
+    /// a poll's page carries is not applied. Failed polls are retried with ``Backoff``; a cursor
+    /// the server no longer knows (a restore, a purge) starts again from 0. Runs in the task that
+    /// iterates the stream: cancelling it cancels the poll in flight.
+    public func liveHeads() async -> AsyncStream<UInt64> {
+        guard let wait = configuration.longPoll, wait > .zero else { return AsyncStream { $0.finish() } }
+        let heard = LastHead()
+        let seconds = max(1, wait.components.seconds)
+        return AsyncStream(unfolding: { [self] in
+            var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(30))
+            while !Task.isCancelled {
+                let last = heard.value
+                do {
+                    let path = "/changes?after=\(last ?? 0)&from=\(last ?? 0)&limit=1&wait=\(seconds)"
+                    let page = try configuration.wire.decodePullPage(
+                        try await send(method: .GET, path: path, body: nil, timeout: wait + configuration.timeout)
+                    )
+                    heard.value = page.head
+                    if last.map({ page.head > $0 }) ?? true { return page.head }
+                    backoff.reset()
+                } catch let error as SyncError where error.code == .resyncRequired || error.code == .invalidCursor {
+                    heard.value = nil
+                } catch {
+                    do { try await backoff.wait() } catch { return nil }
+                }
+            }
+            return nil
+        })
+    }
 
     // MARK: HTTP
 
-    private func send(method: HTTPMethod, path: String, body: WireCodec.Body?) async throws -> WireCodec.Body {
+    private func send(method: HTTPMethod, path: String, body: WireCodec.Body?, timeout: Duration? = nil) async throws -> WireCodec.Body {
         var renewed = false
         while true {
             let token = try await currentToken(renew: renewed)
             do {
-                return try await exchange(method: method, path: path, body: body, token: token)
+                return try await exchange(method: method, path: path, body: body, token: token, timeout: timeout ?? configuration.timeout)
             } catch let error as SyncError where error.code == .unauthorized && !renewed {
                 renewed = true  // ask the provider once for a fresh token, then retry once
             }
@@ -145,7 +182,9 @@ public final class RESTTransport: SyncTransport {
         return token
     }
 
-    private func exchange(method: HTTPMethod, path: String, body: WireCodec.Body?, token: String) async throws -> WireCodec.Body {
+    private func exchange(
+        method: HTTPMethod, path: String, body: WireCodec.Body?, token: String, timeout: Duration
+    ) async throws -> WireCodec.Body {
         let format = configuration.wire.format
         var request = HTTPClientRequest(url: "\(baseURL)/v1/ns/\(namespace.rawValue)\(path)")
         request.method = method
@@ -162,7 +201,7 @@ public final class RESTTransport: SyncTransport {
         let (response, bytes): (HTTPClientResponse, [UInt8])
         while true {
             do {
-                let answer = try await httpClient.execute(request, timeout: .nanoseconds(configuration.timeout.nanoseconds))
+                let answer = try await httpClient.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
                 (response, bytes) = (answer, Array(try await answer.body.collect(upTo: configuration.maxResponseBytes).readableBytesView))
                 break
             } catch let error as SyncError {
@@ -224,5 +263,16 @@ extension Duration {
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// The last head a long poll heard (`nil`: none yet); one poll runs at a time, the lock only
+/// makes the handoff between polls safe to share.
+private final class LastHead: Sendable {
+    private let head = Mutex<UInt64?>(nil)
+
+    var value: UInt64? {
+        get { head.withLock { $0 } }
+        set { head.withLock { $0 = newValue } }
     }
 }

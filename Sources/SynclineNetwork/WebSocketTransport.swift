@@ -259,8 +259,7 @@ public final class WebSocketTransport: SyncTransport {
             }
             if known { continuation.resume() }
         }
-        var delay = configuration.initialBackoff
-        var random = SystemRandomNumberGenerator()
+        var backoff = Backoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
         var renewToken = false
         while !Task.isCancelled {
             var greeted = false
@@ -279,14 +278,12 @@ public final class WebSocketTransport: SyncTransport {
                     (error as? WebSocketClientError) == .webSocketUpgradeFailed || (error as? SyncError)?.code == .unauthorized
             }
             disconnected()
-            if greeted { delay = configuration.initialBackoff }
-            let jitter = Double.random(in: 0.5...1.0, using: &random)
+            if greeted { backoff.reset() }
             do {
-                try await Task.sleep(for: delay * jitter)
+                try await backoff.wait()
             } catch {
                 return
             }
-            delay = min(delay * 2, configuration.maxBackoff)
         }
     }
 

@@ -47,6 +47,9 @@ public struct SyncServerConfiguration: Sendable {
     /// The most connections open at once; more are answered `503` and closed. `nil`: no cap.
     /// Default 10,000 (keep it well under the process's open-file limit).
     public var maxConnections: Int? = 10_000
+    /// The longest a long poll (`GET …/changes?wait=S`) is held with nothing to answer; a larger
+    /// `wait` is cut to it. Keep it under ``idleTimeout``. Default 30 s.
+    public var maxLongPoll: Duration = .seconds(30)
 
     public init(
         engine: ServerEngine.Configuration = .init(), tokens: TokenStore = TokenStore(), authenticator: Authenticator? = nil,

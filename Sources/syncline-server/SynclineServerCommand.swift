@@ -86,12 +86,18 @@ struct SynclineServerCommand: AsyncParsableCommand {
     @Option(help: "Most connections open at once; more are answered 503 and closed (0: no cap).")
     var maxConnections = 10_000
 
+    @Option(help: "Seconds a long poll (GET …/changes?wait=S) may be held at most; a larger wait is cut to it. Below --idle-timeout.")
+    var maxLongPoll = 30
+
     func validate() throws {
         guard (tlsCertificate == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         guard (0...86_400).contains(idleTimeout), (0...86_400).contains(headerTimeout) else {
             throw ValidationError("--idle-timeout and --header-timeout are seconds from 0 (off) to 86400")
         }
         guard maxConnections >= 0 else { throw ValidationError("--max-connections cannot be negative (0: no cap)") }
+        guard maxLongPoll >= 0, idleTimeout == 0 || Double(maxLongPoll) < idleTimeout else {
+            throw ValidationError("--max-long-poll is seconds from 0 (no holding) to below --idle-timeout (\(idleTimeout))")
+        }
     }
 
     func run() async throws {
@@ -156,6 +162,7 @@ struct SynclineServerCommand: AsyncParsableCommand {
         configuration.idleTimeout = idleTimeout > 0 ? .milliseconds(Int64(idleTimeout * 1_000)) : nil
         configuration.headerTimeout = headerTimeout > 0 ? .milliseconds(Int64(headerTimeout * 1_000)) : nil
         configuration.maxConnections = maxConnections > 0 ? maxConnections : nil
+        configuration.maxLongPoll = .seconds(maxLongPoll)
         let app = SyncServer.application(
             backend: backend, configuration: configuration, host: host, port: port, logger: logger
         ) { port in

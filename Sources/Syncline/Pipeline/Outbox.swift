@@ -90,7 +90,7 @@ package actor Outbox {
     }
 
     private func pushWithRetry(_ batch: ChangeBatch, stats: inout SyncStats) async throws -> PushResponse {
-        var delay = configuration.initialBackoff
+        var backoff = Backoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
         var attempt = 0
         while true {
             attempt += 1
@@ -107,9 +107,7 @@ package actor Outbox {
                 if syncError.code.refusesBatchContent { throw syncError }
                 bus.emit(.error(SyncErrorEvent(error: syncError, key: nil, changeID: batch.changes.first?.id)))
                 guard attempt < configuration.attempts, syncError.code != .unauthorized, !Task.isCancelled else { throw syncError }
-                let jitter = Double.random(in: 0.5...1.0, using: &random)
-                try await Task.sleep(for: delay * jitter)
-                delay = min(delay * 2, configuration.maxBackoff)
+                try await Task.sleep(for: backoff.next(using: &random))
             }
         }
     }

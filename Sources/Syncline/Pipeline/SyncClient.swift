@@ -172,8 +172,7 @@ public final class SyncClient: Sendable {
     }
 
     private func syncLoop(_ triggers: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)) async throws {
-        var backoff = configuration.initialBackoff
-        var random = SystemRandomNumberGenerator()
+        var backoff = Backoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
         triggers.continuation.yield()
         for await _ in triggers.stream {
             try Task.checkCancellation()
@@ -181,14 +180,13 @@ public final class SyncClient: Sendable {
             if state.withLock({ $0.waitingForCredentials }) { continue }
             do {
                 try await sync()
-                backoff = configuration.initialBackoff
+                backoff.reset()
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
                 if (error as? SyncError)?.code == .unauthorized, refusedForTheToken() { continue }
                 try await checkStall()
-                try await Task.sleep(for: backoff * Double.random(in: 0.5...1.0, using: &random))
-                backoff = min(backoff * 2, configuration.maxBackoff)
+                try await backoff.wait()
                 triggers.continuation.yield()
             }
         }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import CoreMetrics
 import Prometheus
+import ServiceLifecycle
 import Syncline
 
 /// Protocol v1's routes (DESIGN §5): authentication, limits, codecs and compression around the
@@ -152,19 +153,64 @@ struct ProtocolHandler: Sendable {
         let from = try Self.unsigned(Self.single(query, "from"), name: "from") ?? after
         let limit = try Self.unsigned(Self.single(query, "limit"), name: "limit") ?? 500
         guard limit >= 1 else { throw SyncError(.invalidParameter, "limit must be at least 1, not 0") }
-        var collections: Set<CollectionName>?
+        var filter: Set<CollectionName>?
         if let list = try Self.single(query, "collections"), !list.isEmpty {
             // Every name between commas must be valid: `a,,b` and a trailing comma are refused.
             let names = list.split(separator: ",", omittingEmptySubsequences: false)
-            collections = Set(try names.map { name throws(SyncError) in try CollectionName(String(name)) })
+            filter = Set(try names.map { name throws(SyncError) in try CollectionName(String(name)) })
         }
+        let collections = filter
         // The epoch the device's cursor belongs to (absent: served as it is, DESIGN §5).
         let epoch = try Self.single(query, "epoch").map { text throws(SyncError) in try Epoch(parsing: text) }
-        let page = try await backend.pull(
-            namespace: namespace, after: after, from: from, limit: Int(clamping: limit), collections: collections,
-            epoch: epoch, configuration: configuration.engine
-        )
+        let wait = try Self.unsigned(Self.single(query, "wait"), name: "wait") ?? 0
+        let read = { @Sendable [backend, configuration] in
+            try await backend.pull(
+                namespace: namespace, after: after, from: from, limit: Int(clamping: limit), collections: collections,
+                epoch: epoch, configuration: configuration.engine
+            )
+        }
+        let page = wait == 0
+            ? try await read()
+            : try await longPoll(namespace, read, for: min(.seconds(Int64(clamping: wait)), configuration.maxLongPoll))
         return answer(try answerCodec(request, default: .json).encode(page))
+    }
+
+    /// A pull held until it has something to answer (DESIGN §5, `wait`): the page is read at once
+    /// and answered when it has entries; otherwise the request waits for the next commit in the
+    /// namespace (any node: the backend's head stream) and reads again, until `limit` has passed,
+    /// when the (empty) page is answered. Subscribing before the first read means a commit
+    /// between the read and the wait is not missed.
+    private func longPoll(_ namespace: Namespace, _ read: @escaping @Sendable () async throws -> PullPage, for limit: Duration) async throws -> PullPage {
+        let heads = await backend.subscribe(namespace: namespace)
+        let first = try await read()
+        guard first.changes.isEmpty && !first.hasMore else { return first }
+        let deadline = ContinuousClock.now + limit
+        // A server shutting down answers what it has at once rather than hold the poll.
+        return try await cancelWhenGracefulShutdown { try await Self.wait(for: first, heads: heads, read, until: deadline) }
+    }
+
+    private static func wait(
+        for first: PullPage, heads: AsyncStream<UInt64>, _ read: @escaping @Sendable () async throws -> PullPage,
+        until deadline: ContinuousClock.Instant
+    ) async throws -> PullPage {
+        try await withThrowingTaskGroup(of: PullPage?.self) { group in
+            group.addTask {
+                try? await Task.sleep(until: deadline)  // cancelled when a commit brings something first
+                return nil
+            }
+            group.addTask {
+                var page = first
+                for await head in heads where head > page.head {
+                    page = try await read()
+                    // Empty still: the commit was in collections the request leaves out.
+                    if !page.changes.isEmpty || page.hasMore { return page }
+                }
+                return page  // the backend is shutting down: answer what there is
+            }
+            let answered = try await group.next() ?? nil
+            group.cancelAll()
+            return answered ?? first
+        }
     }
 
     // MARK: Bodies

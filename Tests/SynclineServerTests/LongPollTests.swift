@@ -1,0 +1,89 @@
+import Foundation
+import NIOHTTP1
+import Syncline
+import SynclineNetwork
+import SynclineServer
+import SynclineTesting
+import Synchronization
+import Testing
+
+/// Long polling (issue 12 §7, DESIGN §5 `wait`): a REST device hears of other devices' changes
+/// live, without a WebSocket and without polling on a timer.
+@Suite("Long polling", .timeLimit(.minutes(2)))
+struct LongPollTests {
+    /// Before, a REST device started with `start()` heard of another device's write only at its
+    /// next timer sync (30 s). Here the timer is an hour away: only the long poll can bring it.
+    @Test(arguments: [WireCodec.Format.binary, .json])
+    func aRESTDeviceStartedInTheBackgroundReceivesAnotherDevicesWriteLive(_ format: WireCodec.Format) async throws {
+        try await LiveServer.with { live in
+            let namespace = try Namespace("team")
+            let laptop = try SyncClient(
+                namespace: namespace, store: InMemoryStore(), transport: live.rest(namespace, format: format),
+                configuration: .init(syncInterval: .seconds(3_600))
+            )
+            let phone = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: live.rest(namespace, format: format))
+            laptop.start()
+            defer { laptop.close() }
+            // The laptop's first sync (its poll starts with it), then a write elsewhere.
+            #expect(try await eventually(within: .seconds(10)) { await laptop.status.lastSync != nil }, "the laptop synced once")
+            try await Task.sleep(for: .milliseconds(200))
+            let key = Sample.key("from-phone")
+            _ = try await phone.upsert(key, fields: ["title": "hello"])
+            let written = ContinuousClock.now
+            try await phone.sync()
+            let arrived = try await eventually(within: .seconds(20)) { try await laptop.fields(of: key) == ["title": "hello"] }
+            #expect(arrived, "the write reached the laptop without its timer")
+            print("long poll (\(format)): the phone's write reached the laptop \(ContinuousClock.now - written) after it was written")
+            phone.close()
+        }
+    }
+
+    /// The server side: a pull with `wait` answers at once when there is something after the
+    /// cursor, and an empty page when the time is up (the server's cap when the device asks for
+    /// more). Tried: `wait=30` against a cap of 1 s, and `wait` values that are not seconds.
+    @Test func aPullWithSomethingToSendIsAnsweredAtOnceAndAnEmptyOneWhenTimeIsUp() async throws {
+        var configuration = LiveServer.configuration()
+        configuration.maxLongPoll = .seconds(1)
+        try await LiveServer.with(configuration: configuration) { live in
+            let writer = live.rest(try Namespace("team"))
+            _ = try await writer.push(ChangeBatch(changes: [Sample.change(1, record: "a", fields: ["v": 1])]))
+
+            var answer = try await live.raw(.GET, "/v1/ns/team/changes?after=0&limit=10&wait=30")
+            #expect(answer.status == 200 && answer.text.contains(#""record":"a""#), "something after the cursor: at once")
+
+            let clock = ContinuousClock()
+            let start = clock.now
+            answer = try await live.raw(.GET, "/v1/ns/team/changes?after=1&limit=10&wait=30")
+            let held = clock.now - start
+            #expect(answer.status == 200 && answer.text.contains(#""changes":[]"#), "time up: an empty page")
+            #expect(held >= .milliseconds(900), "held until the cap (1 s), not answered at once: \(held)")
+
+            for bad in ["-1", "abc", "1.5"] {
+                let refused = try await live.raw(.GET, "/v1/ns/team/changes?after=0&wait=\(bad)")
+                #expect(refused.status == 400 && refused.text.contains("wait"), "wait=\(bad): \(refused.text)")
+            }
+        }
+    }
+
+    /// A poll held with nothing to send is answered by the next commit, with its entry. Tried:
+    /// `wait=20` and a push 300 ms into the poll (the time says it was held, then woken).
+    @Test func aHeldPullIsAnsweredByTheNextCommit() async throws {
+        try await LiveServer.with { live in
+            let writer = live.rest(try Namespace("team"))
+            _ = try await writer.push(ChangeBatch(changes: [Sample.change(1, record: "a", fields: ["v": 1])]))
+            let clock = ContinuousClock()
+            let start = clock.now
+            async let poll = live.raw(.GET, "/v1/ns/team/changes?after=1&limit=10&wait=20")
+            try await Task.sleep(for: .milliseconds(300))
+            _ = try await writer.push(ChangeBatch(changes: [Sample.change(2, record: "b", fields: ["v": 2])]))
+            let answer = try await poll
+            let held = clock.now - start
+            #expect(answer.status == 200 && answer.text.contains(#""record":"b""#), "the commit's entry: \(answer.text)")
+            #expect(held >= .milliseconds(250) && held < .seconds(15), "held, then answered by the commit, not the 20 s limit: \(held)")
+        }
+    }
+}
+
+extension RawAnswer {
+    var text: String { String(decoding: body, as: UTF8.self) }
+}
