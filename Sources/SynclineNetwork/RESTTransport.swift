@@ -244,9 +244,11 @@ public final class RESTTransport: SyncTransport {
             if case .string(let text)? = error["message"] { message = text } else { message = "HTTP \(status)" }
             var limit: Int?
             if case .int(let value)? = error["limit"] { limit = Int(clamping: value) }
+            var serverTime: UInt64?
+            if case .int(let value)? = error["serverTime"], value >= 0 { serverTime = UInt64(value) }
             // Server failures are worth retrying: they are not about the content.
             if status >= 500 { return SyncError(.transportUnavailable, "HTTP \(status): \(code): \(message)") }
-            return SyncError(code, message, limit: limit)
+            return SyncError(code, message, limit: limit, serverTime: serverTime)
         }
         switch status {
         case 401: return SyncError(.unauthorized, "HTTP 401")

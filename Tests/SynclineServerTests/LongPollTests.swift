@@ -87,3 +87,31 @@ struct LongPollTests {
 extension RawAnswer {
     var text: String { String(decoding: body, as: UTF8.self) }
 }
+
+/// Issue 12 §9 through the real server: a refusal for clock skew says the server's time
+/// (`"serverTime"` in the error), the REST transport reads it, and the device re-stamps.
+@Suite("A device with a wrong clock, through the server", .timeLimit(.minutes(1)))
+struct ClockSkewServerTests {
+    @Test(arguments: [WireCodec.Format.binary, .json])
+    func aDeviceADayAheadSyncsAtOnce(_ format: WireCodec.Format) async throws {
+        try await LiveServer.with { live in
+            let namespace = try Namespace("team")
+            let skew = Atomic<Int64>(0)
+            let device = try SyncClient(
+                namespace: namespace, store: InMemoryStore(), transport: live.rest(namespace, format: format),
+                configuration: .init(wallClock: { UInt64(Int64(WallClock.nowMillis()) + skew.load(ordering: .relaxed)) })
+            )
+            try await device.sync()  // hears the server's time: its clock is right
+            skew.store(86_400_000, ordering: .relaxed)  // then the user sets it a day ahead
+            _ = try await device.upsert(Sample.key("t1"), fields: ["n": 1])
+            try await device.sync()
+            #expect(try await device.pendingCount() == 0)
+            #expect(try await live.backend.head(namespace: namespace) == 1)
+            let page = try await live.rest(namespace).pull(after: 0, from: 0, limit: 10)
+            let stamp = try #require(page.changes.first?.fields["n"]).hlc.wallMillis
+            #expect(stamp <= WallClock.nowMillis() + 1_000, "stamped with the server's time, not a day ahead")
+            #expect(page.serverTime.map { $0 > 0 } == true, "pages carry the server's time")
+            device.close()
+        }
+    }
+}

@@ -2,9 +2,10 @@
 ///
 /// Every document starts with a 4-byte header: the magic `"SL"`, the format version and the
 /// kind of document. Version 1 for every kind, except pull pages and push responses, written in
-/// version 2 (which adds the namespace's epoch); their readers accept both. A pull page whose
-/// entries carry superseded writes is written in version 3 (an entry kind with bit `0x10` set is
-/// followed by its ``SupersededWrite`` list), so a reader older than that refuses it by version. Integers are LEB128 varints (zigzag for signed), lengths are varints checked
+/// version 2 (which adds the namespace's epoch); their readers accept both. Pull pages are
+/// written in version 3: the server's time after the epoch (a presence byte, then a varint), and
+/// an entry kind with bit `0x10` set is followed by its ``SupersededWrite`` list; a reader older
+/// than that refuses them by version. Integers are LEB128 varints (zigzag for signed), lengths are varints checked
 /// against the remaining input, maps in the dictionary's order (readers never depend on it).
 public enum BinaryCodec {
     /// The format version this build writes and reads.
@@ -12,7 +13,7 @@ public enum BinaryCodec {
     /// The version of pull pages and push responses: 2 carries the namespace's epoch (a presence
     /// byte, then 8 bytes); version 1 (without it) is still read.
     public static let epochVersion: UInt8 = 2
-    /// The version of a pull page whose entries carry superseded writes.
+    /// The version of pull pages: 3 adds the server's time and superseded writes.
     public static let supersededVersion: UInt8 = 3
     static let magic: (UInt8, UInt8) = (0x53, 0x4C)
 
@@ -49,11 +50,14 @@ public enum BinaryCodec {
     // MARK: Pull pages
 
     public static func encode(_ page: PullPage) -> [UInt8] {
-        let carriesSuperseded = page.changes.contains { !$0.superseded.isEmpty }
-        var writer = header(
-            .pullPage, capacity: 64 + page.changes.count * 96, version: carriesSuperseded ? supersededVersion : epochVersion
-        )
+        var writer = header(.pullPage, capacity: 64 + page.changes.count * 96, version: supersededVersion)
         writer.writeEpoch(page.epoch)
+        if let serverTime = page.serverTime {
+            writer.writeByte(1)
+            writer.writeVarint(serverTime)
+        } else {
+            writer.writeByte(0)
+        }
         writer.writeVarint(page.cursor)
         writer.writeByte(page.hasMore ? 1 : 0)
         writer.writeVarint(page.remaining)
@@ -67,6 +71,15 @@ public enum BinaryCodec {
     public static func decodePullPage(_ bytes: [UInt8]) throws(SyncError) -> PullPage {
         var reader = try open(bytes, .pullPage, newest: supersededVersion)
         let epoch = bytes[2] >= epochVersion ? try reader.readEpoch() : nil
+        var serverTime: UInt64?
+        if bytes[2] >= supersededVersion {
+            let start = reader.offset
+            switch try reader.readByte() {
+            case 0: break
+            case 1: serverTime = try reader.readVarint()
+            case let other: throw SyncError.malformed("server time presence byte \(other) at byte \(start) is neither 0 nor 1")
+            }
+        }
         let cursor = try reader.readVarint()
         let hasMore = try reader.readBool()
         let remaining = try reader.readVarint()
@@ -76,7 +89,9 @@ public enum BinaryCodec {
         changes.reserveCapacity(count)
         for _ in 0..<count { changes.append(try reader.readRemoteChange(superseded: bytes[2] >= supersededVersion)) }
         try reader.expectEnd()
-        return PullPage(changes: changes, cursor: cursor, hasMore: hasMore, remaining: remaining, head: head, epoch: epoch)
+        return PullPage(
+            changes: changes, cursor: cursor, hasMore: hasMore, remaining: remaining, head: head, epoch: epoch, serverTime: serverTime
+        )
     }
 
     // MARK: Push responses

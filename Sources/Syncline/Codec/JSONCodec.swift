@@ -52,6 +52,10 @@ public enum JSONCodec {
         writer.integer(page.head)
         writer.raw(",\"remaining\":")
         writer.integer(page.remaining)
+        if let serverTime = page.serverTime {
+            writer.raw(",\"serverTime\":")
+            writer.integer(serverTime)
+        }
         writer.raw("}")
         return writer.bytes
     }
@@ -63,7 +67,8 @@ public enum JSONCodec {
         }
         return PullPage(
             changes: changes, cursor: try root.unsigned("cursor"), hasMore: try root.bool("hasMore"),
-            remaining: try root.unsigned("remaining"), head: try root.unsigned("head"), epoch: try root.epoch("epoch")
+            remaining: try root.unsigned("remaining"), head: try root.unsigned("head"), epoch: try root.epoch("epoch"),
+            serverTime: root.members["serverTime"] == nil ? nil : try root.unsigned("serverTime")
         )
     }
 

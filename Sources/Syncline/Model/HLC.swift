@@ -94,6 +94,12 @@ public struct HybridClock: Sendable {
         last = HLC(packed: next, node: node)
     }
 
+    /// Moves the clock to `last`, backwards too: only after the device learned that its wall clock
+    /// was wrong and re-stamped every write no one has seen (see `LocalStore.observeServerTime`).
+    public mutating func rebase(to last: HLC) {
+        self.last = HLC(packed: last.packed, node: node)
+    }
+
     /// Adds one to the counter; a full counter carries into the millisecond part.
     private static func increment(_ packed: UInt64) throws(SyncError) -> UInt64 {
         guard packed < UInt64.max else { throw SyncError(.clock, "the hybrid logical clock reached its maximum") }

@@ -56,14 +56,22 @@ public struct PullPage: Hashable, Sendable {
     /// The namespace's ``Epoch``: the device keeps it with its cursor and sends it with its next
     /// pull. `nil` only from a server older than epochs.
     public var epoch: Epoch?
+    /// The server's clock (Unix ms) when it answered, so a device with a wrong clock corrects its
+    /// stamps even if it only pulls (an extension of DESIGN §5.1, `"serverTime"`). `nil` from
+    /// servers older than it.
+    public var serverTime: UInt64?
 
-    public init(changes: [RemoteChange], cursor: UInt64, hasMore: Bool, remaining: UInt64, head: UInt64, epoch: Epoch? = nil) {
+    public init(
+        changes: [RemoteChange], cursor: UInt64, hasMore: Bool, remaining: UInt64, head: UInt64, epoch: Epoch? = nil,
+        serverTime: UInt64? = nil
+    ) {
         self.changes = changes
         self.cursor = cursor
         self.hasMore = hasMore
         self.remaining = remaining
         self.head = head
         self.epoch = epoch
+        self.serverTime = serverTime
     }
 }
 

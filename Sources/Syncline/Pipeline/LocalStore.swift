@@ -51,6 +51,11 @@ package actor LocalStore {
     /// Random bits for event ids: a fast generator seeded once from the system's.
     private var random = SplitMix64(seed: { var system = SystemRandomNumberGenerator(); return system.next() }())
     private let wallClock: @Sendable () -> UInt64
+    /// Server time minus this device's wall clock (ms), smoothed: stamps use the corrected time,
+    /// so a device whose clock is wrong stamps as if it were right once it heard the server.
+    private var clockOffset: Int64
+    /// Whether the offset was stored (heard from a server) since the store was created.
+    private var knownOffset: Bool
 
     package init(store: any SyncStore, limits: Limits = .default, wallClock: @escaping @Sendable () -> UInt64) throws {
         self.store = store
@@ -64,9 +69,104 @@ package actor LocalStore {
             return created
         }
         clock = HybridClock(node: device.deviceID, last: device.lastHLC)
+        clockOffset = try store.read { tx in try Self.clockOffset(tx) }
+        knownOffset = try store.read { tx in try tx.metadata(Self.clockOffsetName) != nil }
     }
 
     package var deviceID: UInt64 { clock.node }
+
+    // MARK: Server time
+
+    static let clockOffsetName = "syncline.clock-offset"
+
+    static func clockOffset(_ tx: any StoreReader) throws -> Int64 {
+        guard let bytes = try tx.metadata(clockOffsetName) else { return 0 }
+        var reader = BinaryReader(bytes)
+        let offset = try reader.readZigZag()
+        try reader.expectEnd()
+        return offset
+    }
+
+    /// Whether the device has heard the server's time (ever: the offset is kept in the store).
+    package func knowsServerTime() throws -> Bool { try store.read { tx in try tx.metadata(Self.clockOffsetName) != nil } }
+
+    /// The wall clock corrected by what the server's answers said of it.
+    private func correctedNow() -> UInt64 {
+        let wall = Int64(clamping: wallClock())
+        return UInt64(max(0, wall.addingReportingOverflow(clockOffset).partialValue))
+    }
+
+    /// How far (ms) the offset may move before it is a correction rather than jitter: smaller
+    /// moves are smoothed; larger ones re-stamp the writes no one has seen.
+    static let clockJump: Int64 = 2_000
+
+    /// Takes in the server's time from an answer (a push response, a pull page, a refusal for
+    /// clock skew). A device whose clock is off by more than ``clockJump`` corrects it at once
+    /// and re-stamps every change no one has seen (not yet sent, or `refused` for skew, which the
+    /// server applied none of) by the same amount, in their order, so each keeps its place in real
+    /// time; the clock then continues from the corrected time, backwards too. Smaller differences
+    /// are smoothed (a quarter of each).
+    /// - Returns: whether changes were re-stamped.
+    @discardableResult
+    package func observeServerTime(_ serverTime: UInt64?, refused: [OutboxEntry] = []) throws -> Bool {
+        // Without the server's time (a refusal that did not say it), the offset stays as it is.
+        let sample = serverTime.map { Int64(clamping: $0) - Int64(clamping: wallClock()) } ?? clockOffset
+        let delta = sample - clockOffset
+        if abs(delta) <= Self.clockJump && refused.isEmpty && serverTime != nil, knownOffset {
+            clockOffset += delta / 4
+            return false
+        }
+        knownOffset = true
+        let jumped = abs(delta) > Self.clockJump
+        clockOffset = jumped ? sample : clockOffset + delta / 4
+        let now = correctedNow()
+        var clock = self.clock
+        let restamped = try store.write { tx -> Bool in
+            var writer = BinaryWriter(capacity: 10)
+            writer.writeZigZag(clockOffset)
+            try tx.setMetadata(Self.clockOffsetName, writer.bytes)
+            let refusedSeqs = Set(refused.map(\.seq))
+            var unseen = try tx.outbox(limit: Int.max).filter { !$0.sent || refusedSeqs.contains($0.seq) }
+            if !jumped {
+                // Refused, yet the offset barely moved (the device had corrected it after these
+                // were stamped): move them so the newest is now.
+                unseen = unseen.filter { refusedSeqs.contains($0.seq) }
+            }
+            guard !unseen.isEmpty else { return false }
+            let shift = jumped ? delta : Int64(now) - Int64(clamping: unseen.map(\.change.hlc.wallMillis).max() ?? now)
+            guard shift < 0 || jumped else { return false }
+            var newest = HLC.zero
+            for var entry in unseen {
+                let old = entry.change.hlc
+                let moved = HLC(packed: Self.shift(old.packed, byMillis: shift), node: old.node)
+                entry.change.hlc = moved
+                entry.sent = false
+                try tx.putOutboxEntry(entry)
+                if var record = try tx.record(entry.change.key) {
+                    for (name, state) in record.pendingFields where state.hlc == old {
+                        record.pendingFields[name] = FieldState(value: state.value, hlc: moved, seq: 0)
+                    }
+                    if record.pendingDelete == old { record.pendingDelete = moved }
+                    try tx.putRecord(record)
+                }
+                newest = max(newest, moved)
+            }
+            // Backwards only when the clock was ahead; a clock that was behind only moves forward.
+            let floor = shift < 0 ? HLC.zero : clock.last
+            clock.rebase(to: max(floor, newest, HLC(packed: min(now, HLC.maxWallMillis) << 16, node: clock.node)))
+            try tx.setDeviceMetadata(DeviceMetadata(deviceID: clock.node, lastHLC: clock.last))
+            return true
+        }
+        self.clock = clock
+        return restamped
+    }
+
+    /// `packed` (milliseconds in its upper 48 bits) moved by `millis`, kept within the HLC's range.
+    static func shift(_ packed: UInt64, byMillis millis: Int64) -> UInt64 {
+        let wall = Int64(clamping: packed >> 16)
+        let moved = UInt64(min(max(0, wall + millis), Int64(HLC.maxWallMillis)))
+        return moved << 16 | (packed & 0xFFFF)
+    }
 
     // MARK: Local writes
 
@@ -93,7 +193,7 @@ package actor LocalStore {
         stamped.reserveCapacity(mutations.count)
         let clockBefore = clock
         for mutation in mutations {
-            let now = wallClock()
+            let now = correctedNow()
             stamped.append((mutation, try clock.now(wallMillis: now), ids.next(wallMillis: now, using: &random)))
         }
         let device = DeviceMetadata(deviceID: clock.node, lastHLC: clock.last)
@@ -238,7 +338,8 @@ package actor LocalStore {
                 "the push response has \(response.results.count) results for \(entries.count) changes, or in another order"
             )
         }
-        let now = wallClock()
+        try observeServerTime(response.serverTime)
+        let now = correctedNow()
         var clock = self.clock
         var ids = self.ids
         try clock.receive(HLC(packed: min(response.serverTime, HLC.maxWallMillis) << 16, node: 0), wallMillis: now)
@@ -426,8 +527,9 @@ package actor LocalStore {
                 "page cursor \(page.cursor) (head \(page.head)) is behind its entries or the device's cursor \(cursor)"
             )
         }
+        if let serverTime = page.serverTime { try observeServerTime(serverTime) }
         var clock = self.clock
-        let now = wallClock()
+        let now = correctedNow()
         for change in page.changes {
             for field in change.fields.values { try clock.receive(field.hlc, wallMillis: now) }
             if let hlc = change.hlc { try clock.receive(hlc, wallMillis: now) }
@@ -602,7 +704,7 @@ package actor LocalStore {
 
     /// Resolves a stored conflict: `values` are pushed as a new edit (nil drops the local edit).
     package func resolveConflict(_ id: EventID, with values: [String: Value]?, priority: Priority) throws -> ConflictReport {
-        let now = wallClock()
+        let now = correctedNow()
         var clock = self.clock
         var ids = self.ids
         let report = try store.write { tx -> ConflictReport in

@@ -33,12 +33,25 @@ package actor Outbox {
         let total = try await local.pending()
         var done = 0
         var bytesDone = 0
+        var restamps = 0
         while true {
             let queued = try await local.nextBatch(maxChanges: configuration.maxBatchChanges, maxBytes: configuration.maxBatchBytes)
             if queued.isEmpty { return }
-            try await send(queued, policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
+            do {
+                try await send(queued, policy: policy, stats: &stats, done: &done, bytesDone: &bytesDone, total: total)
+            } catch let error as SyncError where error.code == .clockSkew && restamps < Self.maxRestamps {
+                // Stamped by a clock ahead of the server's: nothing of the batch was applied. The
+                // device corrects its clock from the server's time and re-stamps what no one has
+                // seen; the next batch carries the new stamps.
+                restamps += 1
+                guard try await local.observeServerTime(error.serverTime, refused: queued.map(\.entry)) else { throw error }
+            }
         }
     }
+
+    /// Re-stamps for clock skew within one drain before it gives up (each is a correction, so one
+    /// is the rule; more means the server's time moves under the device).
+    static let maxRestamps = 3
 
     /// Pushes entries; when the server refuses the batch for its content (one bad change) or its
     /// size, the batch is split in halves (order kept) until the bad change stands alone, and that
@@ -104,7 +117,7 @@ package actor Outbox {
                 // Content refusals are split and dead-lettered by the caller; a refused token is
                 // the transport's to renew (it asks its token provider once): back off until the
                 // next sync rather than loop on it here.
-                if syncError.code.refusesBatchContent { throw syncError }
+                if syncError.code.refusesBatchContent || syncError.code == .clockSkew { throw syncError }
                 bus.emit(.error(SyncErrorEvent(error: syncError, key: nil, changeID: batch.changes.first?.id)))
                 guard attempt < configuration.attempts, syncError.code != .unauthorized, !Task.isCancelled else { throw syncError }
                 try await Task.sleep(for: backoff.next(using: &random))

@@ -361,6 +361,9 @@ public final class SyncClient: Sendable {
             let policies = self.policies.withLock { $0 }
             let policy: @Sendable (CollectionName) -> ConflictPolicy = { policies[$0] ?? .lastWriterWins }
             do {
+                // A device that never heard the server's time pulls first: the page says it, so
+                // changes written offline by a wrong clock are re-stamped before they go out.
+                if try await !local.knowsServerTime() { try await reconciler.pullAll(policy: policy, stats: &stats) }
                 try await outbox.drain(policy: policy, stats: &stats)
                 try await reconciler.pullAll(policy: policy, stats: &stats)
                 // Answers to merges queued while pulling go out at once.

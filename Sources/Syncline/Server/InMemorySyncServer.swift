@@ -94,10 +94,12 @@ public actor InMemorySyncServer {
     ) throws(SyncError) -> PullPage {
         let state = namespaces[namespace] ?? newNamespace()
         do {
-            return try ServerEngine.pull(
+            var page = try ServerEngine.pull(
                 from: state, after: cursor, from: position, limit: limit, collections: collections, epoch: epoch,
                 configuration: configuration.engine
             )
+            page.serverTime = configuration.clock()
+            return page
         } catch let error as SyncError {
             throw error
         } catch {

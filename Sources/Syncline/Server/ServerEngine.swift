@@ -83,7 +83,7 @@ public enum ServerEngine {
                 throw SyncError(
                     .clockSkew,
                     "change \(change.id) has an HLC \(millis - serverTime) ms ahead of the server time \(serverTime); re-stamp it",
-                    limit: Int(clamping: configuration.maxClockSkewMillis)
+                    limit: Int(clamping: configuration.maxClockSkewMillis), serverTime: serverTime
                 )
             }
         }

@@ -144,13 +144,20 @@ public struct SyncError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Which rule refused a request, for authentication errors (`"token_expired"`, `"bad_signature"`;
     /// sent as `"reason"` in protocol errors).
     public var reason: String?
+    /// The server's clock (Unix ms), for `clockSkew` refusals (sent as `"serverTime"`): the
+    /// device corrects its clock and re-stamps.
+    public var serverTime: UInt64?
 
-    public init(_ code: Code, _ message: String, nativeCode: Int32? = nil, limit: Int? = nil, reason: String? = nil) {
+    public init(
+        _ code: Code, _ message: String, nativeCode: Int32? = nil, limit: Int? = nil, reason: String? = nil,
+        serverTime: UInt64? = nil
+    ) {
         self.code = code
         self.message = message
         self.nativeCode = nativeCode
         self.limit = limit
         self.reason = reason
+        self.serverTime = serverTime
     }
 
     public var description: String {

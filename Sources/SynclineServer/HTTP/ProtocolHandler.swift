@@ -169,9 +169,10 @@ struct ProtocolHandler: Sendable {
                 epoch: epoch, configuration: configuration.engine
             )
         }
-        let page = wait == 0
+        var page = wait == 0
             ? try await read()
             : try await longPoll(namespace, read, for: min(.seconds(Int64(clamping: wait)), configuration.maxLongPoll))
+        page.serverTime = configuration.clock()
         return answer(try answerCodec(request, default: .json).encode(page))
     }
 

@@ -149,10 +149,11 @@ struct LiveSession: Sendable {
         var position = cursor
         var headIterator = heads.makeAsyncIterator()
         while !Task.isCancelled {
-            let page = try await backend.pull(
+            var page = try await backend.pull(
                 namespace: namespace, after: after, from: position, limit: configuration.livePageSize, collections: nil,
                 epoch: epoch, configuration: configuration.engine
             )
+            page.serverTime = configuration.clock()
             if !page.changes.isEmpty {
                 try await sender.send(.changes(after: after, from: position, page), framing: framing)
                 metrics.liveDeliveries.increment()
