@@ -215,9 +215,13 @@ public final class RESTTransport: SyncTransport {
                 throw SyncError(.transportUnavailable, "\(method) \(path) failed: \(error)")
             }
         }
+        let sentHead = Self.headBytes(request, bodyBytes: body?.bytes.count)
+        let receivedHead = Self.headBytes(response)
         state.withLock {
             $0.traffic.bytesSent += body?.bytes.count ?? 0
             $0.traffic.bytesReceived += bytes.count
+            $0.traffic.headBytesSent += sentHead
+            $0.traffic.headBytesReceived += receivedHead
         }
         guard response.status == .ok else { throw Self.error(status: response.status.code, bytes) }
         let contentType = response.headers.first(name: "Content-Type") ?? format.contentType
@@ -226,6 +230,27 @@ public final class RESTTransport: SyncTransport {
         }
         let deflated = response.headers.first(name: "Content-Encoding")?.lowercased() == "deflate"
         return WireCodec.Body(bytes: bytes, format: answerFormat, deflated: deflated)
+    }
+
+    /// The bytes of a request's HTTP/1.1 head as sent: the request line, the headers the transport
+    /// set, and those AsyncHTTPClient adds (`Host`, `Content-Length`).
+    static func headBytes(_ request: HTTPClientRequest, bodyBytes: Int?) -> Int {
+        var count = request.method.rawValue.utf8.count + 1 + " HTTP/1.1\r\n".utf8.count
+        if let url = URL(string: request.url) {
+            count += url.path.utf8.count + (url.query.map { $0.utf8.count + 1 } ?? 0)
+            let host = url.host ?? ""
+            count += "Host: \r\n".utf8.count + host.utf8.count + (url.port.map { String($0).utf8.count + 1 } ?? 0)
+        }
+        for header in request.headers { count += header.name.utf8.count + header.value.utf8.count + 4 }
+        if let bodyBytes { count += "Content-Length: \r\n".utf8.count + String(bodyBytes).utf8.count }
+        return count + 2
+    }
+
+    /// The bytes of a response's HTTP/1.1 head as received: the status line and the headers.
+    static func headBytes(_ response: HTTPClientResponse) -> Int {
+        var count = "HTTP/1.1 \r\n".utf8.count + String(response.status.code).utf8.count + 1 + response.status.reasonPhrase.utf8.count
+        for header in response.headers { count += header.name.utf8.count + header.value.utf8.count + 4 }
+        return count + 2
     }
 
     /// Whether a request failed because its pooled connection had just been closed by the server.

@@ -7,7 +7,7 @@ struct SynclineBench: AsyncParsableCommand {
         commandName: "syncline-bench",
         abstract: "Syncline benchmarks: each row is a ratio against a baseline doing the same work in the same run.",
         discussion: "Build with -c release; a debug build measures the compiler, not the code.",
-        subcommands: [StoreSuiteCommand.self, PipelineSuiteCommand.self, NetworkSuiteCommand.self, GrowthSuiteCommand.self]
+        subcommands: [StoreSuiteCommand.self, PipelineSuiteCommand.self, NetworkSuiteCommand.self, GrowthSuiteCommand.self, W1SuiteCommand.self]
     )
 }
 

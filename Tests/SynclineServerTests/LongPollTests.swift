@@ -115,3 +115,24 @@ struct ClockSkewServerTests {
         }
     }
 }
+
+/// What the W1 benchmark counts as wire bytes: bodies and, for HTTP, the heads around them.
+@Suite("REST traffic accounting")
+struct RESTTrafficTests {
+    /// Tried: one push and one pull. The heads hold at least the request line, `Host` and the
+    /// transport's own headers (the bearer token alone is 20 bytes), and the status line and the
+    /// server's headers; the bodies are counted apart, as before.
+    @Test func headsAndBodiesAreCountedApart() async throws {
+        try await LiveServer.with { live in
+            let transport = live.rest(try Namespace("team"))
+            _ = try await transport.push(ChangeBatch(changes: [Sample.change(1, record: "a", fields: ["v": 1])]))
+            _ = try await transport.pull(after: 0, from: 0, limit: 10)
+            let traffic = try #require(transport.traffic)
+            #expect(traffic.bytesSent > 40 && traffic.bytesReceived > 40, "\(traffic)")
+            let tokenHeader = "Authorization: Bearer \(LiveServer.token)\r\n".utf8.count
+            #expect(traffic.headBytesSent > 2 * (tokenHeader + "GET /v1/ns/team/changes HTTP/1.1\r\n".utf8.count), "\(traffic)")
+            #expect(traffic.headBytesSent < 2 * 600 && traffic.headBytesReceived > 2 * "HTTP/1.1 200 OK\r\n".utf8.count, "\(traffic)")
+            #expect(traffic.headBytesReceived < 2 * 600, "\(traffic)")
+        }
+    }
+}

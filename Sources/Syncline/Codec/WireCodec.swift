@@ -123,11 +123,18 @@ public struct WireCodec: Sendable {
 
 /// Bytes a transport moved on the wire (after compression), for sync statistics.
 public struct TransportTraffic: Sendable, Hashable {
+    /// Message bytes (bodies, frames' payloads) sent and received, compressed.
     public var bytesSent: Int
     public var bytesReceived: Int
+    /// For HTTP, the bytes of the requests' and responses' heads (request or status line and
+    /// headers) around those bodies. TCP and TLS framing are not counted.
+    public var headBytesSent: Int
+    public var headBytesReceived: Int
 
-    public init(bytesSent: Int = 0, bytesReceived: Int = 0) {
+    public init(bytesSent: Int = 0, bytesReceived: Int = 0, headBytesSent: Int = 0, headBytesReceived: Int = 0) {
         self.bytesSent = bytesSent
         self.bytesReceived = bytesReceived
+        self.headBytesSent = headBytesSent
+        self.headBytesReceived = headBytesReceived
     }
 }

@@ -125,6 +125,17 @@ public final class SyncClient: Sendable {
         self.transport = transport
     }
 
+    /// Pushes the outbox and nothing else (no pull): for measurements that keep the directions
+    /// apart. Apps call ``sync()``.
+    package func push() async throws -> SyncStats {
+        try await syncGate.run {
+            var stats = SyncStats()
+            let policies = self.policies.withLock { $0 }
+            try await outbox.drain(policy: { policies[$0] ?? .lastWriterWins }, stats: &stats)
+            return stats
+        }
+    }
+
     /// The pipeline's state as a snapshot: pending changes, last sync, connectivity, last error.
     public var status: SyncStatus {
         get async {
