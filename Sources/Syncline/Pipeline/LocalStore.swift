@@ -339,6 +339,16 @@ package actor LocalStore {
             )
         }
         try observeServerTime(response.serverTime)
+        // The app's merge resolvers run before the write transaction opens: a slow one does not
+        // hold the store's write lock. Nothing else runs on this actor in between (no await), so
+        // the records they were given cannot change before their results are written.
+        var merged: [EventID: [String: Value]] = [:]
+        for (entry, result) in zip(entries, response.results) {
+            guard case .rejected(_, let conflicts, let current) = result, entry.change.operation == .upsert,
+                case .merge(let resolver) = policy(entry.change.collection)
+            else { continue }
+            merged[entry.change.id] = resolver(entry.change.fields.filter { conflicts.contains($0.key) }, current.mapValues(\.value))
+        }
         let now = correctedNow()
         var clock = self.clock
         var ids = self.ids
@@ -346,7 +356,10 @@ package actor LocalStore {
         let outcome = try store.write { tx -> AckOutcome in
             var outcome = AckOutcome()
             for (entry, result) in zip(entries, response.results) {
-                try Self.acknowledge(entry, result, policy: policy(entry.change.collection), clock: &clock, ids: &ids, now: now, tx, &outcome)
+                try Self.acknowledge(
+                    entry, result, policy: policy(entry.change.collection), merged: merged[entry.change.id] ?? [:], clock: &clock,
+                    ids: &ids, now: now, tx, &outcome
+                )
             }
             try tx.setDeviceMetadata(DeviceMetadata(deviceID: clock.node, lastHLC: clock.last))
             return outcome
@@ -357,7 +370,7 @@ package actor LocalStore {
     }
 
     private static func acknowledge(
-        _ entry: OutboxEntry, _ result: PushResult, policy: ConflictPolicy, clock: inout HybridClock,
+        _ entry: OutboxEntry, _ result: PushResult, policy: ConflictPolicy, merged: [String: Value], clock: inout HybridClock,
         ids: inout EventIDGenerator, now: UInt64, _ tx: any StoreWriter, _ outcome: inout AckOutcome
     ) throws {
         let change = entry.change
@@ -431,8 +444,8 @@ package actor LocalStore {
             switch policy {
             case .manual:
                 try Self.keepConflict(change.id, conflicts, local: change.fields, server: current, in: &record, detected: try clock.now(wallMillis: now), tx)
-            case .merge(let resolver) where change.operation == .upsert:
-                let merged = resolver(report.local, report.server)
+            case .merge where change.operation == .upsert:
+                // Resolved before the transaction opened (see applyPushResponse).
                 var fields = change.fields
                 for (name, value) in merged { fields[name] = value }
                 let hlc = try clock.now(wallMillis: now)
