@@ -9,7 +9,7 @@ struct FuzzTests {
     static let inputsPerDecoder = 100_000
 
     enum Decoder: String, CaseIterable, CustomTestStringConvertible {
-        case binaryBatch, binaryPage, binaryResponse, binaryRecord, binaryOutboxEntry, binaryConflict
+        case binaryBatch, binaryPage, binaryResponse, binaryRecord, binaryOutboxEntry, binaryConflict, binaryDeadLetters
         case jsonBatch, jsonPage, jsonResponse, jsonValue
         case liveBinary, liveJSON
         case inflate
@@ -27,8 +27,16 @@ struct FuzzTests {
                 return BinaryCodec.encode(
                     RecordState(
                         collection: model.collection(), id: model.recordID(), fields: model.fieldStates(max: 2),
-                        seq: 9, tombstone: model.chance(0.5) ? model.hlc() : nil, pendingFields: model.fieldStates(max: 2)
+                        seq: 9, tombstone: model.chance(0.5) ? model.hlc() : nil, pendingFields: model.fieldStates(max: 2),
+                        ownWrites: model.chance(0.5) ? [model.hlc(): OwnWrite(id: model.eventID(), seq: 4)] : [:],
+                        lostWrites: model.chance(0.3) ? [model.hlc(): [model.key()]] : [:]
                     )
+                )
+            case .binaryDeadLetters:
+                return BinaryCodec.encode(
+                    (0..<model.int(0...2)).map { _ in
+                        DeadLetter(change: model.change(), priority: .low, error: SyncError(.fieldTooLarge, model.string(maxLength: 20)), failedAt: 5)
+                    }
                 )
             case .binaryOutboxEntry:
                 return BinaryCodec.encode(OutboxEntry(seq: 3, priority: .high, change: model.change(), sent: model.chance(0.5)))
@@ -57,6 +65,7 @@ struct FuzzTests {
             case .binaryRecord: _ = try BinaryCodec.decodeRecordState(bytes)
             case .binaryOutboxEntry: _ = try BinaryCodec.decodeOutboxEntry(bytes)
             case .binaryConflict: _ = try BinaryCodec.decodeStoredConflict(bytes)
+            case .binaryDeadLetters: _ = try BinaryCodec.decodeDeadLetters(bytes)
             case .jsonBatch: _ = try JSONCodec.decodeChangeBatch(bytes)
             case .jsonPage: _ = try JSONCodec.decodePullPage(bytes)
             case .jsonResponse: _ = try JSONCodec.decodePushResponse(bytes)

@@ -25,6 +25,7 @@ public enum BinaryCodec {
         case recordState = 16
         case outboxEntry = 17
         case storedConflict = 18
+        case deadLetters = 19
     }
 
     // MARK: Change batches
@@ -284,6 +285,48 @@ public enum BinaryCodec {
         let collection = try reader.readCollection()
         let record = try reader.readRecordID()
         return (seq, priority, RecordKey(collection: collection, id: record))
+    }
+
+    /// Encodes the dead letters for a store: a count, then per letter its outbox entry (as a
+    /// nested document), the error's code and message, and when it was set aside.
+    public static func encode(_ letters: [DeadLetter]) -> [UInt8] {
+        var writer = header(.deadLetters, capacity: 64 + letters.count * 160)
+        writeDeadLetters(letters, into: &writer)
+        return writer.bytes
+    }
+
+    /// Reads dead letters: the versioned document, or the list stores kept before it had a header
+    /// (the same body without the 4-byte header; told apart by the header's magic, version and
+    /// kind, which that body cannot start with: its third byte begins a nested document, `"S"`).
+    public static func decodeDeadLetters(_ bytes: [UInt8]) throws(SyncError) -> [DeadLetter] {
+        var reader = isHeadedDeadLetters(bytes) ? try open(bytes, .deadLetters) : BinaryReader(bytes)
+        let count = try reader.readLength(minimumElementSize: 8, what: "dead letter list")
+        var letters: [DeadLetter] = []
+        for _ in 0..<count {
+            let entry = try decodeOutboxEntry(try reader.readBytes())
+            let codeText = try reader.readString()
+            let message = try reader.readString()
+            let failedAt = try reader.readVarint()
+            let code = SyncError.Code(description: codeText) ?? .storage
+            letters.append(DeadLetter(change: entry.change, priority: entry.priority, error: SyncError(code, message), failedAt: failedAt))
+        }
+        try reader.expectEnd()
+        return letters
+    }
+
+    /// Whether stored dead letters are the versioned document (not the headerless list before it).
+    public static func isHeadedDeadLetters(_ bytes: [UInt8]) -> Bool {
+        bytes.count >= 4 && bytes[0] == magic.0 && bytes[1] == magic.1 && bytes[2] != magic.0 && bytes[3] == Kind.deadLetters.rawValue
+    }
+
+    static func writeDeadLetters(_ letters: [DeadLetter], into writer: inout BinaryWriter) {
+        writer.writeVarint(UInt64(letters.count))
+        for letter in letters {
+            writer.writeBytes(encode(OutboxEntry(seq: 0, priority: letter.priority, change: letter.change)))
+            writer.writeString(letter.error.code.description)
+            writer.writeString(letter.error.message)
+            writer.writeVarint(letter.failedAt)
+        }
     }
 
     /// Encodes a stored conflict for a store.

@@ -69,6 +69,7 @@ package actor LocalStore {
             return created
         }
         clock = HybridClock(node: device.deviceID, last: device.lastHLC)
+        try Self.upgradeDeadLetters(store)
         clockOffset = try store.read { tx in try Self.clockOffset(tx) }
         knownOffset = try store.read { tx in try tx.metadata(Self.clockOffsetName) != nil }
     }
@@ -685,32 +686,18 @@ package actor LocalStore {
 
     static func deadLetters(_ tx: any StoreReader) throws -> [DeadLetter] {
         guard let bytes = try tx.metadata(deadLettersName) else { return [] }
-        var reader = BinaryReader(bytes)
-        let count = try reader.readLength(minimumElementSize: 8, what: "dead letter list")
-        var letters: [DeadLetter] = []
-        for _ in 0..<count {
-            let entry = try BinaryCodec.decodeOutboxEntry(try reader.readBytes())
-            let codeText = try reader.readString()
-            let message = try reader.readString()
-            let failedAt = try reader.readVarint()
-            let code = SyncError.Code(description: codeText) ?? .storage
-            letters.append(DeadLetter(change: entry.change, priority: entry.priority, error: SyncError(code, message), failedAt: failedAt))
-        }
-        try reader.expectEnd()
-        return letters
+        return try BinaryCodec.decodeDeadLetters(bytes)
     }
 
     static func setDeadLetters(_ letters: [DeadLetter], _ tx: any StoreWriter) throws {
-        guard !letters.isEmpty else { return try tx.setMetadata(deadLettersName, nil) }
-        var writer = BinaryWriter()
-        writer.writeVarint(UInt64(letters.count))
-        for letter in letters {
-            writer.writeBytes(BinaryCodec.encode(OutboxEntry(seq: 0, priority: letter.priority, change: letter.change)))
-            writer.writeString(letter.error.code.description)
-            writer.writeString(letter.error.message)
-            writer.writeVarint(letter.failedAt)
-        }
-        try tx.setMetadata(deadLettersName, writer.bytes)
+        try tx.setMetadata(deadLettersName, letters.isEmpty ? nil : BinaryCodec.encode(letters))
+    }
+
+    /// Rewrites dead letters kept in the headerless form of earlier versions as the versioned
+    /// document (once, when the store opens).
+    static func upgradeDeadLetters(_ store: any SyncStore) throws {
+        guard let bytes = try store.read({ tx in try tx.metadata(deadLettersName) }), !BinaryCodec.isHeadedDeadLetters(bytes) else { return }
+        try store.write { tx in try setDeadLetters(try BinaryCodec.decodeDeadLetters(bytes), tx) }
     }
 
     // MARK: Manual conflicts
