@@ -46,7 +46,7 @@ func tour(_ name: String, open: () throws -> any SyncStore) throws {
             try tx.putRecord(record)
             return try tx.enqueue(change, priority: priority)
         }
-        print("  wrote \(todo.id) (\(fields.count) fields) and queued it as outbox #\(entry.seq), priority \(priority)")
+        print("  wrote \(todo.id) (\(fields.count) fields) and queued it as outbox #\(entry.position), priority \(priority)")
     }
 
     // Editing t1 again before it was sent folds the edit into its queued change.
@@ -60,7 +60,7 @@ func tour(_ name: String, open: () throws -> any SyncStore) throws {
         try tx.putRecord(record)
         return try tx.enqueue(edit, priority: .normal)
     }
-    print("  edited t1: coalesced into outbox #\(coalesced.seq), now sends \(coalesced.change.fields.keys.sorted())")
+    print("  edited t1: coalesced into outbox #\(coalesced.position), now sends \(coalesced.change.fields.keys.sorted())")
     try store.write { tx in
         try tx.setPullCursor(0)
         try tx.setDeviceMetadata(DeviceMetadata(deviceID: node, lastHLC: clock.last))
@@ -74,7 +74,7 @@ func tour(_ name: String, open: () throws -> any SyncStore) throws {
             let todo = try decoder.decode(Todo.self, fromFields: record.visibleFields)
             print("  read \(todo.id): \"\(todo.title)\" done=\(todo.done) tags=\(todo.tags)")
         }
-        let queue = try tx.outbox(limit: 10).map { "#\($0.seq) \($0.change.record) (\($0.priority))" }
+        let queue = try tx.outbox(limit: 10).map { "#\($0.position) \($0.change.record) (\($0.priority))" }
         print("  outbox in drain order: \(queue.joined(separator: ", "))")
         if let device = try tx.deviceMetadata() { print("  device \(String(device.deviceID, radix: 16)), clock \(device.lastHLC)") }
     }

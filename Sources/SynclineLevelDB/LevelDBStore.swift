@@ -181,7 +181,7 @@ final class LevelDBStoreState {
                 let entry = try BinaryCodec.decodeOutboxEntryIndex(value)
                 index.load(
                     OutboxIndex.Item(
-                        seq: entry.seq, priority: entry.priority, key: entry.key, bytes: value.count - BinaryCodec.outboxEntryOverhead(seq: entry.seq)
+                        seq: entry.position, priority: entry.priority, key: entry.key, bytes: value.count - BinaryCodec.outboxEntryOverhead(seq: entry.position)
                     )
                 )
                 return true
@@ -322,10 +322,10 @@ final class LevelDBTransaction: StoreWriter {
     }
 
     func outboxEntries(for key: RecordKey) throws -> [OutboxEntry] {
-        try state.index.positions(for: key).compactMap { try outboxEntry(seq: $0) }
+        try state.index.positions(for: key).compactMap { try outboxEntry(position: $0) }
     }
 
-    func outboxEntry(seq: UInt64) throws -> OutboxEntry? {
+    func outboxEntry(position seq: UInt64) throws -> OutboxEntry? {
         guard let item = state.index.item(seq) else { return nil }
         return try get(LevelDBKey.outbox(priority: item.priority, seq: seq)).map { bytes throws(SyncError) in
             try BinaryCodec.decodeOutboxEntry(bytes)
@@ -336,7 +336,7 @@ final class LevelDBTransaction: StoreWriter {
 
     func outboxBytes() throws -> Int { state.index.bytes }
 
-    func allocateOutboxSeq() throws -> UInt64 { state.index.allocate() }
+    func allocateOutboxPosition() throws -> UInt64 { state.index.allocate() }
 
     func putOutboxEntry(_ entry: OutboxEntry) throws {
         try putOutboxEntry(entry, encoded: BinaryCodec.encode(entry))
@@ -346,13 +346,13 @@ final class LevelDBTransaction: StoreWriter {
         let bytes = encoded()
         let old = state.index.set(
             OutboxIndex.Item(
-                seq: entry.seq, priority: entry.priority, key: entry.change.key, bytes: bytes.count - BinaryCodec.outboxEntryOverhead(seq: entry.seq)
+                seq: entry.position, priority: entry.priority, key: entry.change.key, bytes: bytes.count - BinaryCodec.outboxEntryOverhead(seq: entry.position)
             )
         )
         if let old, old.priority != entry.priority {
-            delete(LevelDBKey.outbox(priority: old.priority, seq: entry.seq))
+            delete(LevelDBKey.outbox(priority: old.priority, seq: entry.position))
         }
-        put(LevelDBKey.outbox(priority: entry.priority, seq: entry.seq), bytes)
+        put(LevelDBKey.outbox(priority: entry.priority, seq: entry.position), bytes)
     }
 
     func removeOutboxEntries(_ seqs: [UInt64]) throws {

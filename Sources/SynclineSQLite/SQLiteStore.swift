@@ -302,10 +302,10 @@ final class SQLiteStoreConnection: StoreWriter {
     }
 
     func outboxEntries(for key: RecordKey) throws -> [OutboxEntry] {
-        try index.positions(for: key).compactMap { try outboxEntry(seq: $0) }
+        try index.positions(for: key).compactMap { try outboxEntry(position: $0) }
     }
 
-    func outboxEntry(seq: UInt64) throws -> OutboxEntry? {
+    func outboxEntry(position seq: UInt64) throws -> OutboxEntry? {
         guard let item = index.item(seq) else { return nil }
         let statement = try connection.statement("SELECT entry FROM outbox WHERE position = ?1")
         defer { statement.reset() }
@@ -317,7 +317,7 @@ final class SQLiteStoreConnection: StoreWriter {
 
     func outboxBytes() throws -> Int { index.bytes }
 
-    func allocateOutboxSeq() throws -> UInt64 {
+    func allocateOutboxPosition() throws -> UInt64 {
         guard index.lastSeq < SQLiteStore.maxOutboxSeq else {
             throw SyncError(.storage, "the outbox has used all \(SQLiteStore.maxOutboxSeq) positions")
         }
@@ -329,13 +329,13 @@ final class SQLiteStoreConnection: StoreWriter {
     }
 
     func putOutboxEntry(_ entry: OutboxEntry, encoded: @autoclosure () -> [UInt8]) throws {
-        guard entry.seq <= SQLiteStore.maxOutboxSeq else {
-            throw SyncError(.invalidParameter, "outbox position \(entry.seq) is above \(SQLiteStore.maxOutboxSeq)")
+        guard entry.position <= SQLiteStore.maxOutboxSeq else {
+            throw SyncError(.invalidParameter, "outbox position \(entry.position) is above \(SQLiteStore.maxOutboxSeq)")
         }
         let bytes = encoded()
         // The index is journaled with the transaction, so a failure below is rolled back with it.
         let item = OutboxIndex.Item(
-            seq: entry.seq, priority: entry.priority, key: entry.change.key, bytes: bytes.count - BinaryCodec.outboxEntryOverhead(seq: entry.seq)
+            seq: entry.position, priority: entry.priority, key: entry.change.key, bytes: bytes.count - BinaryCodec.outboxEntryOverhead(seq: entry.position)
         )
         if let old = index.set(item),
             old.priority != entry.priority
@@ -344,7 +344,7 @@ final class SQLiteStoreConnection: StoreWriter {
         }
         let statement = try connection.statement("INSERT OR REPLACE INTO outbox(position, entry) VALUES (?1, ?2)")
         defer { statement.reset() }
-        try statement.bind(1, SQLiteStore.outboxPosition(priority: entry.priority, seq: entry.seq))
+        try statement.bind(1, SQLiteStore.outboxPosition(priority: entry.priority, seq: entry.position))
         try statement.bind(2, blob: bytes)
         _ = try statement.step()
     }

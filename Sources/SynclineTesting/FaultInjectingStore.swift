@@ -74,7 +74,7 @@ public final class FaultInjectingStore: SyncStore {
         func allRecords() throws -> [RecordState] { try inner.allRecords() }
         func outbox(limit: Int) throws -> [OutboxEntry] { try inner.outbox(limit: limit) }
         func outboxEntries(for key: RecordKey) throws -> [OutboxEntry] { try inner.outboxEntries(for: key) }
-        func outboxEntry(seq: UInt64) throws -> OutboxEntry? { try inner.outboxEntry(seq: seq) }
+        func outboxEntry(position: UInt64) throws -> OutboxEntry? { try inner.outboxEntry(position: position) }
         func outboxCount() throws -> Int { try inner.outboxCount() }
         func outboxBytes() throws -> Int { try inner.outboxBytes() }
         func metadata(_ name: String) throws -> [UInt8]? { try inner.metadata(name) }
@@ -97,7 +97,7 @@ public final class FaultInjectingStore: SyncStore {
             try store.tick("removeRecord")
             try inner.removeRecord(key)
         }
-        func allocateOutboxSeq() throws -> UInt64 { try inner.allocateOutboxSeq() }
+        func allocateOutboxPosition() throws -> UInt64 { try inner.allocateOutboxPosition() }
         func putOutboxEntry(_ entry: OutboxEntry) throws {
             try store.tick("putOutboxEntry")
             try inner.putOutboxEntry(entry)

@@ -160,7 +160,7 @@ struct StoreWorkload {
     func blobs(_ count: Int) -> [(record: [UInt8], entry: [UInt8])] {
         (0..<count).map { index in
             (BinaryCodec.encode(record(index)),
-             BinaryCodec.encode(OutboxEntry(seq: UInt64(index + 1), priority: .normal, change: change(index))))
+             BinaryCodec.encode(OutboxEntry(position: UInt64(index + 1), priority: .normal, change: change(index))))
         }
     }
 }

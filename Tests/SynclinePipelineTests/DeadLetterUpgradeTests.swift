@@ -13,7 +13,7 @@ struct DeadLetterUpgradeTests {
         var writer = BinaryWriter()
         writer.writeVarint(UInt64(letters.count))
         for letter in letters {
-            writer.writeBytes(BinaryCodec.encode(OutboxEntry(seq: 0, priority: letter.priority, change: letter.change)))
+            writer.writeBytes(BinaryCodec.encode(OutboxEntry(position: 0, priority: letter.priority, change: letter.change)))
             writer.writeString(letter.error.code.description)
             writer.writeString(letter.error.message)
             writer.writeVarint(letter.failedAt)

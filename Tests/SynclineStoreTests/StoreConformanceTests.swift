@@ -80,7 +80,7 @@ struct StoreConformanceTests {
         }
         // New positions after a reopen still come after the old ones.
         let entry = try store.write { tx in try tx.enqueue(Sample.change(3, record: "r3"), priority: .low) }
-        #expect(entry.seq > outboxBefore.map(\.seq).max()!)
+        #expect(entry.position > outboxBefore.map(\.position).max()!)
     }
 
     @Test(arguments: StoreKind.allCases)
@@ -155,7 +155,7 @@ struct StoreConformanceTests {
         try store.write { tx throws in
             try tx.enqueue(Sample.change(1, record: "other", fields: ["x": 1]), priority: .normal)
             let first = try tx.enqueue(Sample.change(2, record: "a", fields: ["v": 1]), priority: .low)
-            try tx.markSent([first.seq])  // in flight: the next change cannot join it
+            try tx.markSent([first.position])  // in flight: the next change cannot join it
             try tx.enqueue(Sample.change(3, record: "a", fields: ["v": 2]), priority: .high)
             // delete then re-create: never coalesced, the re-creation must follow the delete
             try tx.enqueue(Sample.change(4, record: "b", .delete), priority: .low)
@@ -179,8 +179,8 @@ struct StoreConformanceTests {
             let deletion = try tx.enqueue(Sample.change(4, record: "b", .delete, base: 2), priority: .normal)
             return [first, second, deleted, deletion]
         }
-        #expect(entries[1].seq == entries[0].seq)
-        #expect(entries[3].seq == entries[2].seq)
+        #expect(entries[1].position == entries[0].position)
+        #expect(entries[3].position == entries[2].position)
         try store.read { tx throws in
             #expect(try tx.outboxCount() == 2)
             let a = try #require(try tx.outboxEntries(for: Sample.key("a")).first)
@@ -202,10 +202,10 @@ struct StoreConformanceTests {
             #expect(try tx.outboxCount() == 3)
         }
         // Acknowledged entries are removed; unknown positions are ignored.
-        let seqs = try store.read { tx in try tx.outbox(limit: 10).map(\.seq) }
+        let seqs = try store.read { tx in try tx.outbox(limit: 10).map(\.position) }
         try store.write { tx in try tx.removeOutboxEntries(seqs + [999_999]) }
         #expect(try store.read { tx in try tx.outboxCount() } == 0)
-        #expect(try store.read { tx in try tx.outboxEntry(seq: seqs[0]) } == nil)
+        #expect(try store.read { tx in try tx.outboxEntry(position: seqs[0]) } == nil)
     }
 
     /// The outbox's byte total (push progress) is the binary size of its changes, through
@@ -235,18 +235,18 @@ struct StoreConformanceTests {
         try store.write { tx throws in
             let first = try #require(try tx.outbox(limit: 1).first)
             try tx.enqueue(Sample.change(1_000, record: "r0", fields: ["n": 1]), priority: .high)  // promoted
-            try tx.markSent([first.seq])
+            try tx.markSent([first.position])
         }
         try check("after a promotion and a sent mark")
         #expect(throws: StoreConformanceTests.Boom.self) {
             try store.write { tx throws in
                 try tx.enqueue(Sample.change(2_000, record: "new", fields: ["n": 1]), priority: .low)
-                try tx.removeOutboxEntries(try tx.outbox(limit: 10).map(\.seq))
+                try tx.removeOutboxEntries(try tx.outbox(limit: 10).map(\.position))
                 throw StoreConformanceTests.Boom()
             }
         }
         try check("after a rolled-back transaction")
-        try store.write { tx throws in try tx.removeOutboxEntries(try tx.outbox(limit: 50).map(\.seq)) }
+        try store.write { tx throws in try tx.removeOutboxEntries(try tx.outbox(limit: 50).map(\.position)) }
         try check("after removals")
         let before = try store.read { tx in try tx.outboxBytes() }
         #expect(before > 0)

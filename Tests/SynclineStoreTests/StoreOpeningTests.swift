@@ -62,13 +62,13 @@ struct StoreOpeningTests {
         // A store as schema version 1 wrote it: the outbox keyed by seq, with an index on
         // (priority, seq) and the record's name in columns.
         let entries = [
-            OutboxEntry(seq: 1, priority: .normal, change: Sample.change(1, record: "a", fields: ["v": 1])),
-            OutboxEntry(seq: 2, priority: .low, change: Sample.change(2, record: "b", fields: ["v": 2])),
-            OutboxEntry(seq: 3, priority: .high, change: Sample.change(3, record: "c", fields: ["v": 3]), sent: true),
+            OutboxEntry(position: 1, priority: .normal, change: Sample.change(1, record: "a", fields: ["v": 1])),
+            OutboxEntry(position: 2, priority: .low, change: Sample.change(2, record: "b", fields: ["v": 2])),
+            OutboxEntry(position: 3, priority: .high, change: Sample.change(3, record: "c", fields: ["v": 3]), sent: true),
         ]
         let rows = entries.map { entry in
             let blob = BinaryCodec.encode(entry).map { String(format: "%02x", $0) }.joined()
-            return "(\(entry.seq), \(entry.priority.rawValue), 'todos', '\(entry.change.record)', X'\(blob)')"
+            return "(\(entry.position), \(entry.priority.rawValue), 'todos', '\(entry.change.record)', X'\(blob)')"
         }
         try rawSQLite(
             fixture.storePath,
@@ -95,11 +95,11 @@ struct StoreOpeningTests {
             try tx.enqueue(Sample.change(4, record: "d", fields: ["v": 4]), priority: .normal)
             try tx.removeOutboxEntries([1])
         }
-        #expect(try store.read { tx in try tx.outbox(limit: 10).map(\.seq) } == [3, 4, 2])
+        #expect(try store.read { tx in try tx.outbox(limit: 10).map(\.position) } == [3, 4, 2])
         store.close()
         // The file says version 2 now, and opens again as it is.
         let reopened = try SQLiteStore(path: fixture.storePath)
-        #expect(try reopened.read { tx in try tx.outbox(limit: 10).map(\.seq) } == [3, 4, 2])
+        #expect(try reopened.read { tx in try tx.outbox(limit: 10).map(\.position) } == [3, 4, 2])
         reopened.close()
         var db: OpaquePointer?
         defer { sqlite3_close_v2(db) }

@@ -59,12 +59,12 @@ struct CodecPropertyTests {
             )
             #expect(try BinaryCodec.decodeRecordState(BinaryCodec.encode(record)) == record)
             let entry = OutboxEntry(
-                seq: model.random.next(), priority: Priority.allCases[model.int(0...2)], change: model.change(),
+                position: model.random.next(), priority: Priority.allCases[model.int(0...2)], change: model.change(),
                 sent: model.chance(0.5)
             )
             #expect(try BinaryCodec.decodeOutboxEntry(BinaryCodec.encode(entry)) == entry)
             let index = try BinaryCodec.decodeOutboxEntryIndex(BinaryCodec.encode(entry))
-            #expect(index.seq == entry.seq && index.priority == entry.priority && index.key == entry.change.key)
+            #expect(index.position == entry.position && index.priority == entry.priority && index.key == entry.change.key)
             let conflict = StoredConflict(
                 id: model.eventID(), collection: model.collection(), record: model.recordID(), fieldNames: ["a", "b"],
                 local: model.fields(), server: model.fieldStates(), detected: model.hlc()
@@ -93,7 +93,7 @@ struct CodecPropertyTests {
                 id: model.eventID(), collection: key.collection, record: key.id, operation: .upsert, fields: fields, hlc: hlc,
                 base: 0, mode: [.lww, .reject, .force][round % 3]
             )
-            let entry = OutboxEntry(seq: model.random.next() >> UInt64(round % 64), priority: Priority.allCases[round % 3], change: change)
+            let entry = OutboxEntry(position: model.random.next() >> UInt64(round % 64), priority: Priority.allCases[round % 3], change: change)
             let entryBytes = BinaryCodec.encode(entry, fields: encoded)
             #expect(entryBytes == BinaryCodec.encode(entry), "round \(round)")
             #expect(try BinaryCodec.decodeOutboxEntry(entryBytes) == entry, "round \(round)")

@@ -39,7 +39,7 @@ struct FuzzTests {
                     }
                 )
             case .binaryOutboxEntry:
-                return BinaryCodec.encode(OutboxEntry(seq: 3, priority: .high, change: model.change(), sent: model.chance(0.5)))
+                return BinaryCodec.encode(OutboxEntry(position: 3, priority: .high, change: model.change(), sent: model.chance(0.5)))
             case .binaryConflict:
                 return BinaryCodec.encode(
                     StoredConflict(

@@ -239,7 +239,7 @@ public enum BinaryCodec {
     /// Encodes an outbox entry for a store.
     public static func encode(_ entry: OutboxEntry) -> [UInt8] {
         var writer = header(.outboxEntry, capacity: 96 + entry.change.fields.count * 48)
-        writer.writeVarint(entry.seq)
+        writer.writeVarint(entry.position)
         writer.writeByte(entry.priority.rawValue)
         writer.writeByte(entry.sent ? 1 : 0)
         writer.write(entry.change)
@@ -268,12 +268,12 @@ public enum BinaryCodec {
         let sent = try reader.readBool()
         let change = try reader.readChange()
         try reader.expectEnd()
-        return OutboxEntry(seq: seq, priority: priority, change: change, sent: sent)
+        return OutboxEntry(position: seq, priority: priority, change: change, sent: sent)
     }
 
     /// Reads only the position, priority and record of an outbox entry (what an index needs),
     /// without decoding the change's values.
-    public static func decodeOutboxEntryIndex(_ bytes: [UInt8]) throws(SyncError) -> (seq: UInt64, priority: Priority, key: RecordKey) {
+    public static func decodeOutboxEntryIndex(_ bytes: [UInt8]) throws(SyncError) -> (position: UInt64, priority: Priority, key: RecordKey) {
         var reader = try open(bytes, .outboxEntry)
         let seq = try reader.readVarint()
         let rawPriority = try reader.readByte()
@@ -322,7 +322,7 @@ public enum BinaryCodec {
     static func writeDeadLetters(_ letters: [DeadLetter], into writer: inout BinaryWriter) {
         writer.writeVarint(UInt64(letters.count))
         for letter in letters {
-            writer.writeBytes(encode(OutboxEntry(seq: 0, priority: letter.priority, change: letter.change)))
+            writer.writeBytes(encode(OutboxEntry(position: 0, priority: letter.priority, change: letter.change)))
             writer.writeString(letter.error.code.description)
             writer.writeString(letter.error.message)
             writer.writeVarint(letter.failedAt)

@@ -52,7 +52,7 @@ extension BinaryCodec {
     package static func encode(_ entry: OutboxEntry, fields: EncodedFields) -> [UInt8] {
         let change = entry.change
         var writer = header(.outboxEntry, capacity: 80 + change.collection.rawValue.utf8.count + change.record.rawValue.utf8.count + fields.bytes.count)
-        writer.writeVarint(entry.seq)
+        writer.writeVarint(entry.position)
         writer.writeByte(entry.priority.rawValue)
         writer.writeByte(entry.sent ? 1 : 0)
         writer.writeChangeHeader(change)

@@ -215,16 +215,17 @@ public enum Priority: UInt8, Hashable, Comparable, Sendable, CaseIterable {
 
 /// A change waiting in the durable outbox.
 public struct OutboxEntry: Hashable, Sendable {
-    /// The local position in the outbox: increases with every enqueue.
-    public var seq: UInt64
+    /// The entry's place in the outbox: increases with every enqueue (a local number, never a
+    /// server seq).
+    public var position: UInt64
     public var priority: Priority
     public var change: Change
     /// Set once the entry has been handed to a transport. A sent entry is never coalesced into,
     /// because the server may already have applied its event id.
     public var sent: Bool
 
-    public init(seq: UInt64, priority: Priority, change: Change, sent: Bool = false) {
-        self.seq = seq
+    public init(position: UInt64, priority: Priority, change: Change, sent: Bool = false) {
+        self.position = position
         self.priority = priority
         self.change = change
         self.sent = sent

@@ -126,12 +126,12 @@ package actor LocalStore {
             var writer = BinaryWriter(capacity: 10)
             writer.writeZigZag(clockOffset)
             try tx.setMetadata(Self.clockOffsetName, writer.bytes)
-            let refusedSeqs = Set(refused.map(\.seq))
-            var unseen = try tx.outbox(limit: Int.max).filter { !$0.sent || refusedSeqs.contains($0.seq) }
+            let refusedSeqs = Set(refused.map(\.position))
+            var unseen = try tx.outbox(limit: Int.max).filter { !$0.sent || refusedSeqs.contains($0.position) }
             if !jumped {
                 // Refused, yet the offset barely moved (the device had corrected it after these
                 // were stamped): move them so the newest is now.
-                unseen = unseen.filter { refusedSeqs.contains($0.seq) }
+                unseen = unseen.filter { refusedSeqs.contains($0.position) }
             }
             guard !unseen.isEmpty else { return false }
             let shift = jumped ? delta : Int64(now) - Int64(clamping: unseen.map(\.change.hlc.wallMillis).max() ?? now)
@@ -313,7 +313,7 @@ package actor LocalStore {
                 batch.append(QueuedChange(entry: entry, bytes: size))
                 bytes += size
             }
-            try tx.markSent(batch.filter { !$0.entry.sent }.map(\.entry.seq))
+            try tx.markSent(batch.filter { !$0.entry.sent }.map(\.entry.position))
             return batch
         }
     }
@@ -376,7 +376,7 @@ package actor LocalStore {
     ) throws {
         let change = entry.change
         let key = change.key
-        try tx.removeOutboxEntries([entry.seq])
+        try tx.removeOutboxEntries([entry.position])
         outcome.acknowledged += 1
         var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
         let visibleBefore = (record.isDeleted, record.visibleFields)
@@ -639,7 +639,7 @@ package actor LocalStore {
     package func deadLetter(_ entry: OutboxEntry, error: SyncError) throws -> DeadLetter {
         let letter = DeadLetter(change: entry.change, priority: entry.priority, error: error, failedAt: wallClock())
         try store.write { tx in
-            try tx.removeOutboxEntries([entry.seq])
+            try tx.removeOutboxEntries([entry.position])
             var letters = try Self.deadLetters(tx)
             letters.append(letter)
             try Self.setDeadLetters(letters, tx)

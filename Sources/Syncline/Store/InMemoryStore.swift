@@ -126,7 +126,7 @@ private final class InMemoryTransaction: StoreWriter {
         (state.outboxByRecord[key] ?? []).compactMap { state.outbox[$0] }
     }
 
-    func outboxEntry(seq: UInt64) throws -> OutboxEntry? { state.outbox[seq] }
+    func outboxEntry(position: UInt64) throws -> OutboxEntry? { state.outbox[position] }
     func outboxCount() throws -> Int { state.outbox.count }
 
     /// Measured when asked (once per push), not kept: this store never encodes its entries.
@@ -149,13 +149,13 @@ private final class InMemoryTransaction: StoreWriter {
         undo.append { [self] in state.records[key.collection, default: [:]][key.id] = old }
     }
 
-    func allocateOutboxSeq() throws -> UInt64 {
+    func allocateOutboxPosition() throws -> UInt64 {
         state.lastOutboxSeq += 1
         return state.lastOutboxSeq  // a rolled-back position is skipped, never reused
     }
 
     func putOutboxEntry(_ entry: OutboxEntry) throws {
-        let old = state.outbox[entry.seq]
+        let old = state.outbox[entry.position]
         if let old { removeEntry(old) }
         insertEntry(entry)
         undo.append { [self] in
@@ -191,16 +191,16 @@ private final class InMemoryTransaction: StoreWriter {
     // MARK: Outbox indexes
 
     private func insertEntry(_ entry: OutboxEntry) {
-        state.outbox[entry.seq] = entry
-        Self.insertSorted(entry.seq, into: &state.drainOrder[Int(entry.priority.rawValue)])
-        Self.insertSorted(entry.seq, into: &state.outboxByRecord[entry.change.key, default: []])
+        state.outbox[entry.position] = entry
+        Self.insertSorted(entry.position, into: &state.drainOrder[Int(entry.priority.rawValue)])
+        Self.insertSorted(entry.position, into: &state.outboxByRecord[entry.change.key, default: []])
     }
 
     private func removeEntry(_ entry: OutboxEntry) {
-        state.outbox[entry.seq] = nil
-        Self.removeSorted(entry.seq, from: &state.drainOrder[Int(entry.priority.rawValue)])
+        state.outbox[entry.position] = nil
+        Self.removeSorted(entry.position, from: &state.drainOrder[Int(entry.priority.rawValue)])
         let key = entry.change.key
-        Self.removeSorted(entry.seq, from: &state.outboxByRecord[key, default: []])
+        Self.removeSorted(entry.position, from: &state.outboxByRecord[key, default: []])
         if state.outboxByRecord[key]?.isEmpty == true { state.outboxByRecord[key] = nil }
     }
 

@@ -81,7 +81,7 @@ public protocol StoreReader {
     func outbox(limit: Int) throws -> [OutboxEntry]
     /// The entries of one record, oldest first.
     func outboxEntries(for key: RecordKey) throws -> [OutboxEntry]
-    func outboxEntry(seq: UInt64) throws -> OutboxEntry?
+    func outboxEntry(position: UInt64) throws -> OutboxEntry?
     func outboxCount() throws -> Int
     /// The binary-encoded size of the queued changes (what their batches carry before
     /// compression), for progress: ``SyncEvent/pushProgress(done:total:bytesDone:bytesTotal:)``.
@@ -112,7 +112,7 @@ public protocol StoreWriter: StoreReader {
     func removeRecord(_ key: RecordKey) throws
 
     /// A new outbox position, greater than every position in the outbox.
-    func allocateOutboxSeq() throws -> UInt64
+    func allocateOutboxPosition() throws -> UInt64
     /// Inserts an entry, or replaces the entry with the same `seq` (its priority may change).
     func putOutboxEntry(_ entry: OutboxEntry) throws
     /// The same, with a cheaper way to the entry's binary encoding (exactly the bytes of
@@ -161,10 +161,10 @@ extension StoreWriter {
             entry.change = merged
             entry.priority = max(last.priority, priority)
         } else {
-            entry = OutboxEntry(seq: try allocateOutboxSeq(), priority: priority, change: change)
+            entry = OutboxEntry(position: try allocateOutboxPosition(), priority: priority, change: change)
         }
         try limits.checkSize(of: entry.change)
-        for earlier in existing where earlier.seq != entry.seq && earlier.priority < entry.priority {
+        for earlier in existing where earlier.position != entry.position && earlier.priority < entry.priority {
             var promoted = earlier
             promoted.priority = entry.priority
             try putOutboxEntry(promoted)
@@ -179,7 +179,7 @@ extension StoreWriter {
     /// - Parameter fields: the change's fields, already encoded, when the caller has them.
     package func enqueueFirst(_ change: Change, priority: Priority, fields: EncodedFields? = nil) throws {
         try limits.checkSize(of: change)
-        let entry = OutboxEntry(seq: try allocateOutboxSeq(), priority: priority, change: change)
+        let entry = OutboxEntry(position: try allocateOutboxPosition(), priority: priority, change: change)
         if let fields {
             try putOutboxEntry(entry, encoded: BinaryCodec.encode(entry, fields: fields))
         } else {
@@ -190,7 +190,7 @@ extension StoreWriter {
     /// Marks entries as handed to a transport, so nothing is coalesced into them any more.
     public func markSent(_ seqs: [UInt64]) throws {
         for seq in seqs {
-            guard var entry = try outboxEntry(seq: seq), !entry.sent else { continue }
+            guard var entry = try outboxEntry(position: seq), !entry.sent else { continue }
             entry.sent = true
             try putOutboxEntry(entry)
         }
