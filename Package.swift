@@ -48,7 +48,14 @@ let package = Package(
         .systemLibrary(name: "CLevelDB", providers: [.apt(["libleveldb-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
-        .target(name: "Syncline", dependencies: ["CZlib"], swiftSettings: swiftSettings),
+        .target(
+            name: "Syncline",
+            dependencies: [
+                "CZlib", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "SynclineSQLite", dependencies: ["Syncline", "CSQLite"], swiftSettings: swiftSettings),
         .target(name: "SynclineLevelDB", dependencies: ["Syncline", "CLevelDB"], swiftSettings: swiftSettings),
         .target(
@@ -151,7 +158,10 @@ let package = Package(
         .testTarget(name: "SynclineTests", dependencies: ["Syncline", "SynclineTesting"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SynclinePipelineTests",
-            dependencies: ["Syncline", "SynclineSQLite", "SynclineLevelDB", "SynclineTesting"],
+            dependencies: [
+                "Syncline", "SynclineSQLite", "SynclineLevelDB", "SynclineTesting", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,3 +1,5 @@
+public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// The façade of the client pipeline (DESIGN §3): Ingest → LocalStore → Outbox → Transport →
@@ -40,13 +42,18 @@ public final class SyncClient: Sendable {
         /// Background syncs refused for the token, in a row, before the client stops retrying and
         /// reports `.connectivity(.unauthorized)` (once); `start()` or `sync()` tries again. Default 3.
         public var maxUnauthorized: Int
+        /// Where the client logs what it does (syncs at debug, failures at info, a stalled outbox
+        /// and a refused token at warning). Default: nowhere.
+        public var logger: Logger
 
         public init(
             maxBatchChanges: Int = 500, maxBatchBytes: Int = 1 << 20, pageSize: Int = 500, pushAttempts: Int = 1,
             initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(5), limits: Limits = .default,
             eventBufferSize: Int = 256, wallClock: @escaping @Sendable () -> UInt64 = { WallClock.nowMillis() },
-            syncInterval: Duration = .seconds(30), stallTimeout: Duration = .seconds(60), maxUnauthorized: Int = 3
+            syncInterval: Duration = .seconds(30), stallTimeout: Duration = .seconds(60), maxUnauthorized: Int = 3,
+            logger: Logger = Logger(label: "syncline", factory: { _ in SwiftLogNoOpLogHandler() })
         ) {
+            self.logger = logger
             self.maxUnauthorized = max(1, maxUnauthorized)
             self.syncInterval = syncInterval
             self.stallTimeout = stallTimeout
@@ -151,7 +158,19 @@ public final class SyncClient: Sendable {
     /// commit (live transports), every `syncInterval`, and with exponential backoff and jitter
     /// after failures. Cancelling the task that runs it ends every part cleanly; nothing
     /// acknowledged is lost (it is in the store).
+    ///
+    /// It is a `Service` (swift-service-lifecycle): in a `ServiceGroup` it runs until cancelled or
+    /// until the group shuts down gracefully, when it returns normally. ``start()`` and ``stop()``
+    /// run it in a task of its own.
     public func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown { try await self.runLoops() }
+        } catch is CancellationError where Task.isShuttingDownGracefully {
+            configuration.logger.debug("background sync stopped for a graceful shutdown")
+        }
+    }
+
+    private func runLoops() async throws {
         let heads = await transport.liveHeads()
         let triggers = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let run = runs.add(1, ordering: .relaxed).newValue
@@ -214,7 +233,10 @@ public final class SyncClient: Sendable {
             state.status.connectivity = .unauthorized
             return true
         }
-        if stop { bus.emit(.connectivity(.unauthorized)) }
+        if stop {
+            configuration.logger.warning("the server refused the token \(limit) times in a row: background sync waits for start() or sync()")
+            bus.emit(.connectivity(.unauthorized))
+        }
         return stop
     }
 
@@ -228,6 +250,7 @@ public final class SyncClient: Sendable {
         }
         if report {
             let reason = state.withLock { $0.status.lastError?.description } ?? "unknown"
+            configuration.logger.warning("outbox stalled: \(pending) changes pending, nothing drained for \(timeout): \(reason)")
             bus.emit(.outboxStalled(reason: "\(pending) changes pending, nothing drained for \(timeout): \(reason)"))
         }
     }
@@ -396,6 +419,7 @@ public final class SyncClient: Sendable {
                     return offline && state.status.connectivity != .offline
                 }
                 if changed { bus.emit(.connectivity(.offline)) }
+                configuration.logger.info("sync failed", metadata: ["syncline.error": "\(syncError)"])
                 bus.emit(.syncFinished(stats))
                 throw syncError
             }
@@ -414,6 +438,9 @@ public final class SyncClient: Sendable {
                 return state.status.connectivity != .online
             }
             if changed { bus.emit(.connectivity(.online)) }
+            configuration.logger.debug(
+                "synced", metadata: ["syncline.pushed": "\(stats.pushed)", "syncline.pulled": "\(stats.pulled)", "syncline.conflicts": "\(stats.conflicts)"]
+            )
             bus.emit(.syncFinished(stats))
             return stats
         }
@@ -499,3 +526,5 @@ actor SyncGate {
         return try await body()
     }
 }
+
+extension SyncClient: Service {}
