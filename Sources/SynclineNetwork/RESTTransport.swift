@@ -70,10 +70,14 @@ public final class RESTTransport: SyncTransport {
     /// a refused connection fails at once (AsyncHTTPClient would otherwise retry it until the
     /// connect timeout), a connection nobody answers fails after 2 s, and pooled connections
     /// are dropped after 30 s idle, before the server's idle timeout (60 s by default) closes
-    /// them under a request about to be sent. Retrying is the outbox's job, with backoff.
+    /// them under a request about to be sent. Retrying is the outbox's job, with backoff. Up to
+    /// 256 connections per server: every transport started in the background holds one for its
+    /// long poll (a process running many devices, like the simulator, holds many), and pushes and
+    /// pulls must not wait behind them for a connection.
     public static var httpClientConfiguration: HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration(
-            timeout: .init(connect: .seconds(2)), connectionPool: .init(idleTimeout: .seconds(30)), decompression: .disabled
+            timeout: .init(connect: .seconds(2)),
+            connectionPool: .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 256), decompression: .disabled
         )
         configuration.connectionPool.retryConnectionEstablishment = false
         return configuration

@@ -38,6 +38,35 @@ struct LongPollTests {
         }
     }
 
+    /// Every device started in the background holds a connection for its long poll. With the
+    /// shared HTTP client's old limit of 8 connections per server, a process with more devices
+    /// (the simulator runs 25) starved their pushes and pulls: `Scripts/stress.sh` failed with
+    /// `getConnectionFromPoolTimeout`. Tried: 12 devices in one process, all polling, each syncing.
+    @Test func manyBackgroundDevicesInOneProcessStillSync() async throws {
+        try await LiveServer.with { live in
+            let namespace = try Namespace("team")
+            var devices: [SyncClient] = []
+            for _ in 0..<12 {
+                let device = try SyncClient(namespace: namespace, store: InMemoryStore(), transport: live.rest(namespace))
+                device.start()
+                devices.append(device)
+            }
+            // Every device's poll is held (nothing is being written).
+            try await Task.sleep(for: .milliseconds(500))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (number, device) in devices.enumerated() {
+                    group.addTask {
+                        _ = try await device.upsert(Sample.key("d\(number)"), fields: ["n": .int(Int64(number))])
+                        try await device.sync()
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await live.backend.head(namespace: namespace) == 12)
+            for device in devices { device.close() }
+        }
+    }
+
     /// The server side: a pull with `wait` answers at once when there is something after the
     /// cursor, and an empty page when the time is up (the server's cap when the device asks for
     /// more). Tried: `wait=30` against a cap of 1 s, and `wait` values that are not seconds.
