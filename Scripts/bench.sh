@@ -9,3 +9,9 @@ swift build -c release --product syncline-bench
 for suite in store pipeline network growth; do
     .build/release/syncline-bench "$suite" "$@"
 done
+# W1 has a fixed size: it takes only --json of the options above.
+w1_options=()
+for option in "$@"; do
+    if [ "$option" = "--json" ]; then w1_options+=(--json); fi
+done
+.build/release/syncline-bench w1 "${w1_options[@]}"
