@@ -292,9 +292,10 @@ package actor LocalStore {
 
     package func pullCursor() throws -> UInt64 { try store.read { tx in try tx.pullCursor() } }
 
-    /// The pull cursor with the namespace epoch it belongs to, read together.
-    package func pullPosition() throws -> (cursor: UInt64, epoch: Epoch?) {
-        try store.read { tx in (try tx.pullCursor(), try tx.pullEpoch()) }
+    /// The pull cursor with the namespace epoch it belongs to, read together, and whether the
+    /// device ever completed a pull (a device that never did holds no pulled record).
+    package func pullPosition() throws -> (cursor: UInt64, epoch: Epoch?, everPulled: Bool) {
+        try store.read { tx in (try tx.pullCursor(), try tx.pullEpoch(), try tx.metadata(MetadataName.cursor) != nil) }
     }
 
     package func conflicts() throws -> [StoredConflict] { try store.read { tx in try tx.conflicts() } }

@@ -146,10 +146,13 @@ package actor Reconciler {
     package func pullAll(policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats) async throws {
         var done = 0
         var resyncs = 0
-        var (cursor, epoch) = try await local.pullPosition()
+        let (start, known, everPulled) = try await local.pullPosition()
+        var (cursor, epoch) = (start, known)
         var position = cursor
-        // A pull from 0 is a snapshot: the keys it holds tell which local records are gone.
-        var snapshot: Set<RecordKey>? = cursor == 0 ? [] : nil
+        // A pull from 0 is a snapshot: the keys it holds tell which local records are gone. A
+        // device that never pulled holds no pulled record, so its first sync keeps no key set:
+        // joining a large namespace costs memory by the page, not by the namespace.
+        var snapshot: Set<RecordKey>? = cursor == 0 && everPulled ? [] : nil
         while true {
             let page: PullPage
             let trafficBefore = transport.traffic
