@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 import Logging
 import Syncline
 import SynclineNetwork
@@ -33,20 +34,43 @@ struct LiveServer: Sendable {
         )
     }
 
-    /// Runs `body` with a server over `backend` (a new SQLite backend in a temporary directory by default).
+    /// Runs `body` with a server over `backend` (a new SQLite backend in a temporary directory by
+    /// default; with `postgres`, a PostgreSQL backend in a new schema, or in `postgresSchema`).
     static func with<Result: Sendable>(
-        backend: (any ServerBackend)? = nil, configuration: SyncServerConfiguration = LiveServer.configuration(),
+        backend given: (any ServerBackend)? = nil, postgres: Bool = false, postgresSchema: String? = nil,
+        configuration: SyncServerConfiguration = LiveServer.configuration(),
         trust: ServerTrust = .system, _ body: @Sendable (LiveServer) async throws -> Result
     ) async throws -> Result {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("syncline-server-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }  // temporary files only
-        let backend = try backend ?? SQLiteBackend(path: directory.appendingPathComponent("server.sqlite").path)
+        var services: [any Service] = []
+        let backend: any ServerBackend
+        if let given {
+            backend = given
+        } else if postgres || postgresSchema != nil {
+            let configuration = try PostgresTestDatabase.configuration(schema: postgresSchema ?? PostgresTestDatabase.freshSchema())
+            let node = PostgresBackend(configuration: configuration, logger: PostgresTestDatabase.logger())
+            services = [node]
+            backend = node
+        } else {
+            backend = try SQLiteBackend(path: directory.appendingPathComponent("server.sqlite").path)
+        }
         let metrics = ServerMetrics()
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
         // Run as a service so the end of the test is a graceful shutdown, as on SIGTERM.
-        let running = try await SyncServer.start(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
+        let running = try await SyncServer.start(
+            backend: backend, configuration: configuration, metrics: metrics, logger: logger, services: services
+        )
+        if !services.isEmpty {
+            do {
+                try await PostgresTestDatabase.waitUntilAvailable(backend)
+            } catch {
+                try await running.stop()
+                throw error
+            }
+        }
         let server = LiveServer(port: running.port, backend: backend, metrics: metrics, secure: configuration.tls != nil, trust: trust)
         let result: Result
         do {

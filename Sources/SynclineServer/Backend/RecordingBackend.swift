@@ -62,4 +62,6 @@ public final class RecordingBackend: ServerBackend {
     }
 
     public func subscribe(namespace: Namespace) async -> AsyncStream<UInt64> { await base.subscribe(namespace: namespace) }
+
+    public func outage() async -> String? { await base.outage() }
 }
