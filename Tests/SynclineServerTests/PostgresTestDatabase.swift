@@ -29,7 +29,7 @@ enum PostgresTestDatabase {
 
     static func logger() -> Logger {
         var logger = Logger(label: "test-postgres")
-        logger.logLevel = .error
+        logger.logLevel = ProcessInfo.processInfo.environment["SYNCLINE_TEST_POSTGRES_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .error
         return logger
     }
 

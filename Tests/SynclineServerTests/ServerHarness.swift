@@ -37,7 +37,8 @@ struct LiveServer: Sendable {
     /// Runs `body` with a server over `backend` (a new SQLite backend in a temporary directory by
     /// default; with `postgres`, a PostgreSQL backend in a new schema, or in `postgresSchema`).
     static func with<Result: Sendable>(
-        backend given: (any ServerBackend)? = nil, postgres: Bool = false, postgresSchema: String? = nil,
+        backend given: (any ServerBackend)? = nil, services givenServices: [any Service] = [], postgres: Bool = false,
+        postgresSchema: String? = nil,
         configuration: SyncServerConfiguration = LiveServer.configuration(),
         trust: ServerTrust = .system, _ body: @Sendable (LiveServer) async throws -> Result
     ) async throws -> Result {
@@ -45,14 +46,17 @@ struct LiveServer: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }  // temporary files only
         var services: [any Service] = []
+        var waitForBackend = false
         let backend: any ServerBackend
         if let given {
             backend = given
+            services = givenServices
         } else if postgres || postgresSchema != nil {
             let configuration = try PostgresTestDatabase.configuration(schema: postgresSchema ?? PostgresTestDatabase.freshSchema())
             let node = PostgresBackend(configuration: configuration, logger: PostgresTestDatabase.logger())
             services = [node]
             backend = node
+            waitForBackend = true
         } else {
             backend = try SQLiteBackend(path: directory.appendingPathComponent("server.sqlite").path)
         }
@@ -63,7 +67,7 @@ struct LiveServer: Sendable {
         let running = try await SyncServer.start(
             backend: backend, configuration: configuration, metrics: metrics, logger: logger, services: services
         )
-        if !services.isEmpty {
+        if waitForBackend {
             do {
                 try await PostgresTestDatabase.waitUntilAvailable(backend)
             } catch {

@@ -140,7 +140,7 @@ extension PostgresBackend {
             )
             configuration.options.maximumConnections = poolSize
             configuration.options.connectTimeout = connectTimeout
-            configuration.options.additionalStartupParameters = [("search_path", schema)]
+            configuration.options.additionalStartupParameters = [("search_path", schema), ("application_name", "syncline:\(schema)")]
             return configuration
         }
 
@@ -158,7 +158,9 @@ extension PostgresBackend {
             configuration.options.connectTimeout = .nanoseconds(
                 connectTimeout.components.seconds * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000
             )
-            configuration.options.additionalStartupParameters = [("search_path", schema)]
+            configuration.options.additionalStartupParameters = [
+                ("search_path", schema), ("application_name", "syncline-listen:\(schema)"),
+            ]
             return configuration
         }
     }

@@ -26,7 +26,7 @@ extension PostgresBackend {
             } catch {
                 if Task.isCancelled { return }
                 setOutage("PostgreSQL at \(configuration.host):\(configuration.port) is unreachable: \(Self.describe(error))")
-                try await Task.sleep(for: Self.jittered(delay))
+                guard await Self.pause(Self.jittered(delay)) else { return }
                 delay = min(delay * 2, configuration.maxReconnectDelay)
                 continue
             }
@@ -36,8 +36,11 @@ extension PostgresBackend {
                     schemaReady = true
                 }
                 try await connection.listen(on: channel) { notifications in
-                    try await self.rereadHeads(connection)
+                    // Heads read once listening, so a commit is either in them or notified after;
+                    // published once requests are served again (a live connection woken by one pulls at once).
+                    let missed = try await self.watchedHeads(connection)
                     setOutage(nil)
+                    for (namespace, head) in missed { heads.publish(head, namespace: namespace) }
                     delay = configuration.initialReconnectDelay
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask { try await self.consume(notifications) }
@@ -48,19 +51,19 @@ extension PostgresBackend {
                 }
             } catch let error as SyncError where [.notASynclineStore, .newerSchema, .unsupportedVersion].contains(error.code) {
                 setOutage(error.message)
-                await Self.close(connection, logger: logger)
+                Self.close(connection, logger: logger)
                 throw error
             } catch {
                 if Task.isCancelled {
-                    await Self.close(connection, logger: logger)
+                    Self.close(connection, logger: logger)
                     return
                 }
                 logger.warning("lost the PostgreSQL LISTEN connection", metadata: ["syncline.error": "\(Self.describe(error))"])
             }
-            await Self.close(connection, logger: logger)
+            Self.close(connection, logger: logger)
             if Task.isCancelled { return }
             setOutage("lost the connection to PostgreSQL at \(configuration.host):\(configuration.port); reconnecting")
-            try await Task.sleep(for: Self.jittered(delay))
+            guard await Self.pause(Self.jittered(delay)) else { return }
             delay = min(delay * 2, configuration.maxReconnectDelay)
         }
     }
@@ -99,12 +102,11 @@ extension PostgresBackend {
         }
     }
 
-    /// Publishes the heads of the namespaces with live subscribers on this node (after a reconnect).
-    private func rereadHeads(_ connection: PostgresConnection) async throws {
+    /// The heads of the namespaces with live subscribers on this node (read again after a reconnect).
+    private func watchedHeads(_ connection: PostgresConnection) async throws -> [Namespace: UInt64] {
         let namespaces = Array(watched.withLock { $0 })
-        guard !namespaces.isEmpty else { return }
-        let statements = PostgresStatements(connection: connection, logger: logger)
-        for (namespace, head) in try await statements.heads(namespaces) { heads.publish(head, namespace: namespace) }
+        guard !namespaces.isEmpty else { return [:] }
+        return try await PostgresStatements(connection: connection, logger: logger).heads(namespaces)
     }
 
     func setOutage(_ reason: String?) {
@@ -120,11 +122,26 @@ extension PostgresBackend {
         }
     }
 
-    static func close(_ connection: PostgresConnection, logger: Logger) async {
+    /// Closes without waiting: awaiting the close of a connection the server already dropped can
+    /// hang (seen when a backend was terminated and the node shut down right after).
+    static func close(_ connection: PostgresConnection, logger: Logger) {
+        let closed: EventLoopFuture<Void> = connection.close()
+        closed.whenComplete { result in
+            // The connection lives until it is closed (postgres-nio asserts that it is at deinit).
+            withExtendedLifetime(connection) {}
+            if case .failure(let error) = result {
+                logger.debug("closing a PostgreSQL connection failed", metadata: ["syncline.error": "\(describe(error))"])
+            }
+        }
+    }
+
+    /// Waits `delay`; false when cancelled (a shutdown) instead.
+    static func pause(_ delay: Duration) async -> Bool {
         do {
-            try await connection.close()
+            try await Task.sleep(for: delay)
+            return true
         } catch {
-            logger.debug("closing a PostgreSQL connection failed", metadata: ["syncline.error": "\(describe(error))"])
+            return false
         }
     }
 

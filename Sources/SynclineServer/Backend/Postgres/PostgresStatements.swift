@@ -26,11 +26,7 @@ struct PostgresStatements {
                 try await connection.query("ROLLBACK", logger: logger)
             } catch let rollback {
                 logger.debug("rollback failed; closing the connection", metadata: ["syncline.error": "\(String(reflecting: rollback))"])
-                do {
-                    try await connection.close()
-                } catch {
-                    logger.debug("closing the connection failed", metadata: ["syncline.error": "\(String(reflecting: error))"])
-                }
+                PostgresBackend.close(connection, logger: logger)
             }
             throw error
         }
