@@ -39,7 +39,7 @@ start)
     "${as_owner[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
         -o "-p $port -k $dir -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300" start >/dev/null \
         || { cat "$dir/log" >&2; exit 1; }
-    "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" -t 10 || { echo "postgres.sh: the cluster on port $port is not ready" >&2; exit 1; }
+    "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -t 10 || { echo "postgres.sh: the cluster on port $port is not ready" >&2; exit 1; }
     "$pgbin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE syncline" >/dev/null
     echo "postgres://postgres@127.0.0.1:$port/syncline?sslmode=disable"
     ;;

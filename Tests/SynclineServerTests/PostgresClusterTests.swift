@@ -16,8 +16,12 @@ struct PostgresClusterTests {
     /// Two nodes sharing one schema, for the length of `body`.
     static func twoNodes(_ body: @Sendable (LiveServer, LiveServer, String) async throws -> Void) async throws {
         let schema = PostgresTestDatabase.freshSchema()
-        try await LiveServer.with(postgresSchema: schema) { first in
-            try await LiveServer.with(postgresSchema: schema) { second in
+        var settings = LiveServer.configuration()
+        settings.helloTimeout = .seconds(10)  // two PostgreSQL round trips under the whole suite's load
+        settings.pingInterval = .seconds(30)
+        let configuration = settings
+        try await LiveServer.with(postgresSchema: schema, configuration: configuration) { first in
+            try await LiveServer.with(postgresSchema: schema, configuration: configuration) { second in
                 try await body(first, second, schema)
             }
         }
@@ -63,7 +67,7 @@ struct PostgresClusterTests {
             let bobTodos = try bob.collection(Todo.self, named: "todos")
             let snapshots = bobTodos.observe()
             bob.start()
-            try await bobTransport.waitUntilConnected()
+            try await bobTransport.waitUntilConnected(within: second.patience)
             let aliceTodos = try alice.collection(Todo.self, named: "todos")
             let before = bobTransport.statistics.pagesFromSocket
             try await aliceTodos.upsert(Todo(id: "from-node-1", title: "across nodes", done: false))
@@ -130,7 +134,7 @@ struct PostgresClusterTests {
             let socket = second.webSocket(namespace)
             defer { socket.close() }
             _ = try await socket.pull(after: 0, from: 0, limit: 1)  // the socket opens once the cursor is known
-            try await socket.waitUntilConnected()
+            try await socket.waitUntilConnected(within: second.patience)
             let heads = await socket.liveHeads()
             // The nodes lose their LISTEN connections; a commit right then is not missed by node 2:
             // it reads the heads again once it listens again (or hears the NOTIFY).
@@ -202,9 +206,9 @@ struct PostgresClusterTests {
         }
     }
 
-    /// Retries `body` while the node answers 503 (PostgreSQL not reachable yet), for up to 30 s.
+    /// Retries `body` while the node answers 503 (PostgreSQL not reachable yet), for up to 60 s.
     static func eventually<Value: Sendable>(_ body: () async throws -> Value) async throws -> Value {
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + .seconds(60)
         while true {
             do {
                 return try await body()
@@ -212,5 +216,46 @@ struct PostgresClusterTests {
                 try await Task.sleep(for: .milliseconds(50))
             }
         }
+    }
+}
+
+/// `syncline-server --database`: separate processes on one PostgreSQL, one of them SIGKILLed.
+@Suite("PostgreSQL server processes", .timeLimit(.minutes(2)))
+struct PostgresServerProcessTests {
+    @Test func nodesShareOneDatabaseAndAKilledNodeComesBackWithEverything() async throws {
+        let configuration = try PostgresTestDatabase.configuration()
+        let url = try #require(ProcessInfo.processInfo.environment[PostgresTestDatabase.variable])
+        let database = url + (url.contains("?") ? "&" : "?") + "schema=\(configuration.schema)"
+        let namespace = try Namespace("team")
+        let first = try await ServerProcess(data: nil, database: database, arguments: ["--pool-size", "4"])
+        let second = try await ServerProcess(data: nil, database: database, arguments: ["--pool-size", "4"])
+        func device(_ node: ServerProcess) -> RESTTransport {
+            RESTTransport(url: node.baseURL, namespace: namespace, token: { LiveServer.token }, configuration: .init(timeout: .seconds(45)))
+        }
+        func change(_ number: UInt64) -> Change {
+            Change(
+                id: Sample.eventID(number), collection: Sample.collection(), record: Sample.id("r\(number)"), operation: .upsert,
+                fields: ["n": .int(Int64(number))], hlc: try! HLC(wallMillis: 1_000 + number, counter: 0, node: 0xA), base: 0, mode: .lww
+            )
+        }
+        // Written through one node, read through the other (each node is ready once it answers).
+        _ = try await PostgresClusterTests.eventually { try await device(first).push(ChangeBatch(changes: [change(1), change(2)])) }
+        let seen = try await PostgresClusterTests.eventually { try await device(second).pull(after: 0, from: 0, limit: 10, epoch: nil) }
+        #expect(seen.changes.count == 2 && seen.head == 2)
+        // One node dies without a word; the other goes on; the killed one, started again, has everything.
+        await first.kill()
+        let pushed = try await device(second).push(ChangeBatch(changes: [change(3)]))
+        #expect(pushed.head == 3)
+        let again = try await ServerProcess(data: nil, database: database, arguments: ["--pool-size", "4"])
+        let page = try await PostgresClusterTests.eventually { try await device(again).pull(after: 0, from: 0, limit: 10, epoch: nil) }
+        #expect(page.changes.count == 3 && page.head == 3)
+        // A duplicate through the restarted node is known.
+        let replay = try await device(again).push(ChangeBatch(changes: [change(3)]))
+        guard case .duplicate(_, 3, _) = replay.results.first else {
+            Issue.record("expected a duplicate at seq 3, got \(replay.results)")
+            return
+        }
+        #expect(await second.terminate(within: .seconds(10)))
+        #expect(await again.terminate(within: .seconds(10)))
     }
 }

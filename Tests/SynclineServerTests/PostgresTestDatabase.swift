@@ -21,7 +21,9 @@ enum PostgresTestDatabase {
         var configuration = try PostgresBackend.Configuration(url: url)
         configuration.schema = schema
         configuration.poolSize = 8
-        configuration.connectTimeout = .seconds(3)
+        configuration.connectTimeout = .seconds(5)
+        // The whole suite on two cores: a request may wait seconds for a thread (see LiveServer.patience).
+        configuration.operationTimeout = .seconds(30)
         return configuration
     }
 
@@ -35,7 +37,7 @@ enum PostgresTestDatabase {
 
     /// Waits until `backend` (running) serves requests.
     /// - Throws: ``SyncError`` with the backend's reason when it does not within `limit`.
-    static func waitUntilAvailable(_ backend: any ServerBackend, within limit: Duration = .seconds(15)) async throws {
+    static func waitUntilAvailable(_ backend: any ServerBackend, within limit: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + limit
         while let reason = await backend.outage() {
             guard ContinuousClock.now < deadline else {

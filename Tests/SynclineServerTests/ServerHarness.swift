@@ -17,6 +17,10 @@ struct LiveServer: Sendable {
     /// Whether it serves TLS (`https`/`wss`), and the roots its clients trust.
     var secure = false
     var trust = ServerTrust.system
+    /// How long its devices wait for an answer. A PostgreSQL backend makes about ten round trips
+    /// per push; when the whole suite runs on two cores its continuations wait for a thread, so
+    /// its devices wait longer (as production devices would under that load).
+    var patience: Duration = .seconds(10)
     /// Over TLS by name: the WebSocket client sends SNI, which cannot carry an IP address.
     var host: String { secure ? "localhost" : "127.0.0.1" }
     var baseURL: String { "\(secure ? "https" : "http")://\(host):\(port)" }
@@ -75,7 +79,8 @@ struct LiveServer: Sendable {
                 throw error
             }
         }
-        let server = LiveServer(port: running.port, backend: backend, metrics: metrics, secure: configuration.tls != nil, trust: trust)
+        var server = LiveServer(port: running.port, backend: backend, metrics: metrics, secure: configuration.tls != nil, trust: trust)
+        if backend is PostgresBackend { server.patience = .seconds(45) }
         let result: Result
         do {
             result = try await body(server)
@@ -90,7 +95,7 @@ struct LiveServer: Sendable {
     func rest(_ namespace: Namespace, format: WireCodec.Format = .binary, token: String = LiveServer.token) -> RESTTransport {
         RESTTransport(
             url: baseURL, namespace: namespace, token: { token },
-            configuration: .init(wire: WireCodec(format: format), timeout: .seconds(10), trust: trust)
+            configuration: .init(wire: WireCodec(format: format), timeout: patience, trust: trust)
         )
     }
 }
@@ -100,7 +105,7 @@ extension LiveServer {
         WebSocketTransport(
             url: baseURL, namespace: namespace, token: { token },
             configuration: .init(
-                wire: WireCodec(format: format), ackTimeout: .seconds(10), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200),
+                wire: WireCodec(format: format), ackTimeout: patience, initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200),
                 trust: trust
             )
         )

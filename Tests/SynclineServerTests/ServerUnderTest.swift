@@ -66,7 +66,13 @@ struct ServerUnderTest: Sendable {
             )
             try await body(inMemory(server, namespace))
         default:
-            try await LiveServer.with(postgres: kind.isPostgres, configuration: LiveServer.configuration(engine: engine)) { live in
+            var configuration = LiveServer.configuration(engine: engine)
+            // The hello waits for two PostgreSQL round trips: the production default, not the 2 s of the SQLite tests.
+            if kind.isPostgres {
+                configuration.helloTimeout = .seconds(10)
+                configuration.pingInterval = .seconds(30)
+            }
+            try await LiveServer.with(postgres: kind.isPostgres, configuration: configuration) { live in
                 let sut = try await overNetwork(live, kind, namespace)
                 try await body(sut)
             }
@@ -93,7 +99,7 @@ struct ServerUnderTest: Sendable {
             let socket = live.webSocket(namespace, format: format)
             // The socket opens once the device's cursor is known (its first pull).
             _ = try await socket.pull(after: 0, from: 0, limit: 1)
-            try await socket.waitUntilConnected()
+            try await socket.waitUntilConnected(within: live.patience)
             push = { try await socket.push($0) }
             heads = { await socket.liveHeads() }
         }

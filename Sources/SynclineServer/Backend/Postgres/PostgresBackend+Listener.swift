@@ -85,20 +85,11 @@ extension PostgresBackend {
     private func heartbeat(_ connection: PostgresConnection) async throws {
         while true {
             try await Task.sleep(for: .seconds(1))
-            try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    try await connection.query("SELECT 1", logger: self.logger)
-                    return true
-                }
-                group.addTask {
-                    try await Task.sleep(for: self.configuration.connectTimeout)
-                    return false
-                }
-                defer { group.cancelAll() }
-                guard try await group.next() == true else {
-                    throw SyncError(.transportUnavailable, "PostgreSQL did not answer a heartbeat")
-                }
+            let answered = try await PostgresDeadline.run(within: configuration.connectTimeout) {
+                try await connection.query("SELECT 1", logger: self.logger)
+                return true
             }
+            guard answered == true else { throw SyncError(.transportUnavailable, "PostgreSQL did not answer a heartbeat") }
         }
     }
 

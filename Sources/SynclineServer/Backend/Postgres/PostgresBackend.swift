@@ -239,22 +239,13 @@ public final class PostgresBackend: ServerBackend, Service {
                     try await body(PostgresStatements(connection: connection, logger: logger))
                 }
             }
-            return try await withThrowingTaskGroup(of: Result?.self) { group in
-                group.addTask {
-                    try await client.withConnection { connection in
-                        try await body(PostgresStatements(connection: connection, logger: logger))
-                    }
+            let answer = try await PostgresDeadline.run(within: timeout) {
+                try await client.withConnection { connection in
+                    try await body(PostgresStatements(connection: connection, logger: logger))
                 }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let result = first else {
-                    throw unavailable("PostgreSQL did not answer within \(timeout)")
-                }
-                return result
             }
+            guard let answer else { throw unavailable("PostgreSQL did not answer within \(timeout)") }
+            return answer
         } catch {
             throw translate(error)
         }
