@@ -244,13 +244,13 @@ struct PostgresServerProcessTests {
         #expect(seen.changes.count == 2 && seen.head == 2)
         // One node dies without a word; the other goes on; the killed one, started again, has everything.
         await first.kill()
-        let pushed = try await device(second).push(ChangeBatch(changes: [change(3)]))
+        let pushed = try await PostgresClusterTests.eventually { try await device(second).push(ChangeBatch(changes: [change(3)])) }
         #expect(pushed.head == 3)
         let again = try await ServerProcess(data: nil, database: database, arguments: ["--pool-size", "4"])
         let page = try await PostgresClusterTests.eventually { try await device(again).pull(after: 0, from: 0, limit: 10, epoch: nil) }
         #expect(page.changes.count == 3 && page.head == 3)
         // A duplicate through the restarted node is known.
-        let replay = try await device(again).push(ChangeBatch(changes: [change(3)]))
+        let replay = try await PostgresClusterTests.eventually { try await device(again).push(ChangeBatch(changes: [change(3)])) }
         guard case .duplicate(_, 3, _) = replay.results.first else {
             Issue.record("expected a duplicate at seq 3, got \(replay.results)")
             return

@@ -81,11 +81,11 @@ extension PostgresBackend {
     }
 
     /// A connection can die without a word (a server killed, a network cut): a query every
-    /// second finds out, bounded by the connect timeout.
+    /// second finds out, bounded by the operation timeout (a busy node may answer late).
     private func heartbeat(_ connection: PostgresConnection) async throws {
         while true {
             try await Task.sleep(for: .seconds(1))
-            let answered = try await PostgresDeadline.run(within: configuration.connectTimeout) {
+            let answered = try await PostgresDeadline.run(within: configuration.operationTimeout) {
                 try await connection.query("SELECT 1", logger: self.logger)
                 return true
             }
