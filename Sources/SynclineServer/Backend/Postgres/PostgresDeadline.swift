@@ -16,7 +16,11 @@ enum PostgresDeadline {
                 // Both tasks end soon after the answer: the work when it returns or is cancelled,
                 // the timer when its sleep is cancelled.
                 let timer = Task {
-                    try? await Task.sleep(for: timeout)
+                    do {
+                        try await Task.sleep(for: timeout)
+                    } catch {
+                        return  // the work answered first
+                    }
                     guard let continuation = race.waiter.withLock({ $0.take() }) else { return }
                     race.work.withLock { $0?.cancel() }
                     continuation.resume(returning: nil)
@@ -28,8 +32,10 @@ enum PostgresDeadline {
                     } catch {
                         result = .failure(error)
                     }
+                    // The answer is taken before the timer is stopped, so a stopped timer finds nothing to answer.
+                    let continuation = race.waiter.withLock { $0.take() }
                     timer.cancel()
-                    race.waiter.withLock { $0.take() }?.resume(with: result)
+                    continuation?.resume(with: result)
                 }
                 race.work.withLock { $0 = task }
             }
