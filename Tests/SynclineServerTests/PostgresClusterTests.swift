@@ -259,3 +259,56 @@ struct PostgresServerProcessTests {
         #expect(await again.terminate(within: .seconds(10)))
     }
 }
+
+/// The tombstone janitor on a shared database: one node purges at a time (an advisory lock).
+@Suite("PostgreSQL tombstone janitor", .timeLimit(.minutes(2)))
+struct PostgresJanitorTests {
+    @Test func onlyTheNodeHoldingTheJanitorLockPurges() async throws {
+        let configuration = try PostgresTestDatabase.configuration()
+        let backend = PostgresBackend(configuration: configuration, logger: PostgresTestDatabase.logger())
+        let group = ServiceGroup(services: [backend], logger: PostgresTestDatabase.logger())
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            defer { tasks.cancelAll() }
+            try await PostgresTestDatabase.waitUntilAvailable(backend)
+            let namespace = try Namespace("team")
+            let hlc = { (millis: UInt64) in try! HLC(wallMillis: millis, counter: 0, node: 0xA) }
+            _ = try await backend.applyValidated(
+                ChangeBatch(changes: [
+                    Change(
+                        id: Sample.eventID(1), collection: Sample.collection(), record: Sample.id("r1"), operation: .upsert,
+                        fields: ["v": 1], hlc: hlc(1_000), base: 0, mode: .lww
+                    ),
+                    Change(
+                        id: Sample.eventID(2), collection: Sample.collection(), record: Sample.id("r1"), operation: .delete,
+                        fields: [:], hlc: hlc(2_000), base: 1, mode: .lww
+                    ),
+                ]),
+                namespace: namespace
+            )
+            // Another node holds the janitor's lock: this one purges nothing and waits for nothing.
+            let admin = try PostgresTestDatabase.configuration(schema: configuration.schema)
+            var settings = PostgresConnection.Configuration(
+                host: admin.host, port: admin.port, username: admin.username, password: admin.password, database: admin.database, tls: .disable
+            )
+            settings.options.connectTimeout = .seconds(5)
+            let logger = PostgresTestDatabase.logger()
+            let holder = try await PostgresConnection.connect(configuration: settings, id: 1, logger: logger)
+            let key = "syncline.janitor.\(configuration.schema)"
+            try await holder.query("SELECT pg_advisory_lock(hashtext(\(key)))", logger: logger)
+            let whileHeld = try await backend.purgeTombstones(olderThan: 1_000_000)
+            #expect(whileHeld.isEmpty, "the lock is another node's")
+            try await holder.query("SELECT pg_advisory_unlock(hashtext(\(key)))", logger: logger)
+            try await holder.close()
+            // Released: this node purges, and a cursor from before the horizon must resync.
+            let purged = try await backend.purgeTombstones(olderThan: 1_000_000)
+            #expect(purged[namespace] == 3)
+            let error = await #expect(throws: SyncError.self) {
+                try await backend.pull(
+                    namespace: namespace, after: 1, from: 1, limit: 10, collections: nil, epoch: nil, configuration: .init()
+                )
+            }
+            #expect(error?.code == .resyncRequired)
+        }
+    }
+}
