@@ -3,6 +3,7 @@ import Logging
 import NIOHTTP1
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 import Syncline
 import SynclineNetwork
 import SynclineServer
@@ -227,8 +228,25 @@ struct PostgresServerProcessTests {
         let url = try #require(ProcessInfo.processInfo.environment[PostgresTestDatabase.variable])
         let database = url + (url.contains("?") ? "&" : "?") + "schema=\(configuration.schema)"
         let namespace = try Namespace("team")
-        let first = try await ServerProcess(data: nil, database: database, arguments: ["--pool-size", "4"])
-        let second = try await ServerProcess(data: nil, database: database, arguments: ["--pool-size", "4"])
+        // Every node this test starts is stopped on every way out (a failed expectation included).
+        let started = Mutex<[ServerProcess]>([])
+        func node() async throws -> ServerProcess {
+            let process = try await ServerProcess(data: nil, database: database, arguments: ["--pool-size", "4"])
+            started.withLock { $0.append(process) }
+            return process
+        }
+        do {
+            try await run(node: node, namespace: namespace)
+        } catch {
+            for process in started.withLock({ $0 }) { await process.kill() }
+            throw error
+        }
+        for process in started.withLock({ $0 }) { #expect(await process.terminate(within: .seconds(10))) }
+    }
+
+    private func run(node: () async throws -> ServerProcess, namespace: Namespace) async throws {
+        let first = try await node()
+        let second = try await node()
         func device(_ node: ServerProcess) -> RESTTransport {
             RESTTransport(url: node.baseURL, namespace: namespace, token: { LiveServer.token }, configuration: .init(timeout: .seconds(45)))
         }
@@ -246,7 +264,7 @@ struct PostgresServerProcessTests {
         await first.kill()
         let pushed = try await PostgresClusterTests.eventually { try await device(second).push(ChangeBatch(changes: [change(3)])) }
         #expect(pushed.head == 3)
-        let again = try await ServerProcess(data: nil, database: database, arguments: ["--pool-size", "4"])
+        let again = try await node()
         let page = try await PostgresClusterTests.eventually { try await device(again).pull(after: 0, from: 0, limit: 10, epoch: nil) }
         #expect(page.changes.count == 3 && page.head == 3)
         // A duplicate through the restarted node is known.
@@ -255,8 +273,6 @@ struct PostgresServerProcessTests {
             Issue.record("expected a duplicate at seq 3, got \(replay.results)")
             return
         }
-        #expect(await second.terminate(within: .seconds(10)))
-        #expect(await again.terminate(within: .seconds(10)))
     }
 }
 
