@@ -6,7 +6,12 @@ cd "$(dirname "$0")/.."
 Scripts/bootstrap.sh
 # Build once with the tests, then run without rebuilding (switching modes would rebuild).
 build_log=$(mktemp)
-trap 'rm -f "$build_log"' EXIT
+postgres_port=
+cleanup() {
+    rm -f "$build_log"
+    if [ -n "$postgres_port" ]; then Scripts/postgres.sh stop "$postgres_port"; fi
+}
+trap cleanup EXIT
 swift build --build-tests 2>&1 | tee "$build_log"
 # Zero warnings in our own code (a fresh clone compiles every file, so CI sees them all;
 # dependencies' warnings are theirs). A warning inside a macro expansion (`#expect`) names the
@@ -26,5 +31,17 @@ our_warnings() {
 if our_warnings | grep .; then
     echo "test.sh: the compiler warned about our own code (above); fix it before testing" >&2
     exit 1
+fi
+# The PostgreSQL backend's tests run against SYNCLINE_TEST_POSTGRES_URL; without one, a disposable
+# cluster is started here and deleted on exit. If none can be started those tests fail (with the
+# reason), they are never skipped.
+if [ -z "${SYNCLINE_TEST_POSTGRES_URL:-}" ]; then
+    if url=$(Scripts/postgres.sh start | tail -1); then
+        postgres_port=$(echo "$url" | sed -E 's|.*:([0-9]+)/.*|\1|')
+        export SYNCLINE_TEST_POSTGRES_URL="$url"
+        echo "test.sh: disposable PostgreSQL at $url"
+    else
+        echo "test.sh: could not start a disposable PostgreSQL; the PostgreSQL tests will fail" >&2
+    fi
 fi
 swift test --skip-build "$@"

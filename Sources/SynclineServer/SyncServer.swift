@@ -2,7 +2,7 @@ public import Hummingbird
 import HummingbirdWebSocket
 public import Logging
 import NIOCore
-import ServiceLifecycle
+public import ServiceLifecycle
 public import Syncline
 
 /// How a sync server behaves: limits, tokens, live-connection settings.
@@ -84,11 +84,13 @@ public struct SyncServerConfiguration: Sendable {
 /// ```
 public enum SyncServer {
     /// Builds the application: REST routes, the live WebSocket, `/healthz` and `/metrics`.
-    /// - Parameter onServerRunning: called with the bound port once the server listens (port 0
-    ///   binds a free one).
+    /// - Parameters:
+    ///   - services: what the backend needs running (``PostgresBackend`` is one), run before the
+    ///     server and stopped after it.
+    ///   - onServerRunning: called with the bound port once the server listens (port 0 binds a free one).
     public static func application(
         backend: any ServerBackend, configuration: SyncServerConfiguration, metrics: ServerMetrics = ServerMetrics(),
-        host: String = "127.0.0.1", port: Int = 8080, logger: Logger,
+        host: String = "127.0.0.1", port: Int = 8080, logger: Logger, services backendServices: [any Service] = [],
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let protocolHandler = ProtocolHandler(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
@@ -98,7 +100,8 @@ public enum SyncServer {
         let webSocketRouter = Router(context: SyncRequestContext.self)
         protocolHandler.addLiveRoute(to: webSocketRouter)
         let webSocketResponder = webSocketRouter.buildResponder()
-        var services: [any Service] = []
+        // The backend's own services first: a graceful shutdown stops them last.
+        var services: [any Service] = backendServices
         if let retention = configuration.tombstoneRetention {
             services.append(
                 TombstoneJanitor(
@@ -148,11 +151,13 @@ extension SyncServer {
     ///   is taken, say).
     public static func start(
         backend: any ServerBackend, configuration: SyncServerConfiguration, metrics: ServerMetrics = ServerMetrics(),
-        host: String = "127.0.0.1", port: Int = 0, logger: Logger, shutdownTimeout: Duration = .seconds(10)
+        host: String = "127.0.0.1", port: Int = 0, logger: Logger, shutdownTimeout: Duration = .seconds(10),
+        services: [any Service] = []
     ) async throws -> RunningSyncServer {
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let app = application(
-            backend: backend, configuration: configuration, metrics: metrics, host: host, port: port, logger: logger
+            backend: backend, configuration: configuration, metrics: metrics, host: host, port: port, logger: logger,
+            services: services
         ) { portContinuation.yield($0) }
         var groupConfiguration = ServiceGroupConfiguration(services: [app], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = shutdownTimeout

@@ -8,10 +8,11 @@ import Syncline
 import SynclineServer
 
 /// `syncline-server serve` (the default subcommand): the reference sync server with the embedded
-/// SQLite backend.
+/// SQLite backend, or with PostgreSQL shared by several nodes (`--database`).
 ///
 /// ```
 /// syncline-server --host 127.0.0.1 --port 8080 --data ./syncline-data --tokens tokens.json
+/// syncline-server --database postgres://syncline@db:5432/syncline --tokens tokens.json   # one node of many
 /// syncline-server --dev-token secret:alice,team      # grant a token on the command line
 /// syncline-server --jwks jwks.json --jwt-issuer https://auth.example --jwt-audience syncline
 /// kill -HUP <pid>                                    # reread --tokens and --jwks (key rotation)
@@ -20,7 +21,7 @@ import SynclineServer
 struct SynclineServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the Syncline sync server (protocol v1: REST + live WebSocket) with an embedded SQLite backend."
+        abstract: "Run the Syncline sync server (protocol v1: REST + live WebSocket) with an embedded SQLite backend or a shared PostgreSQL."
     )
 
     @Option(help: "Address to listen on.")
@@ -29,8 +30,20 @@ struct SynclineServerCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on (0 picks a free one; the chosen port is printed).")
     var port = 8080
 
-    @Option(help: "Directory for the database (created if missing).")
-    var data = "./syncline-data"
+    @Option(help: "Directory for the embedded SQLite database (created if missing; default ./syncline-data).")
+    var data: String?
+
+    @Option(help: "A PostgreSQL database shared by any number of server nodes, instead of --data: postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=NAME&sslmode=disable|prefer|require].")
+    var database: String?
+
+    @Option(name: .customLong("pool-size"), help: "PostgreSQL connections per node (with --database).")
+    var poolSize = 20
+
+    @Option(name: .customLong("database-timeout"), help: "Seconds a request may wait for PostgreSQL before it is answered 503 (with --database).")
+    var databaseTimeout: Double = 10
+
+    @Option(name: .customLong("database-connect-timeout"), help: "Seconds to open one PostgreSQL connection (with --database).")
+    var databaseConnectTimeout: Double = 5
 
     @Option(help: "A JSON file mapping each token to the namespaces it may use: {\"<token>\": [\"alice\", \"*\"]}.")
     var tokens: String?
@@ -98,6 +111,16 @@ struct SynclineServerCommand: AsyncParsableCommand {
         guard maxLongPoll >= 0, idleTimeout == 0 || Double(maxLongPoll) < idleTimeout else {
             throw ValidationError("--max-long-poll is seconds from 0 (no holding) to below --idle-timeout (\(idleTimeout))")
         }
+        if database != nil {
+            guard data == nil else { throw ValidationError("--data (SQLite) and --database (PostgreSQL) are two backends: give one") }
+            guard !durable else {
+                throw ValidationError("--durable is for SQLite; PostgreSQL's durability is its own synchronous_commit setting")
+            }
+        }
+        guard (1...10_000).contains(poolSize) else { throw ValidationError("--pool-size is 1 to 10000 connections") }
+        guard databaseTimeout > 0, databaseTimeout <= 3_600, databaseConnectTimeout > 0, databaseConnectTimeout <= 3_600 else {
+            throw ValidationError("--database-timeout and --database-connect-timeout are seconds above 0, at most 3600")
+        }
     }
 
     func run() async throws {
@@ -146,13 +169,28 @@ struct SynclineServerCommand: AsyncParsableCommand {
         }
         let reloader = await CredentialReloader(actions: reloads, logger: logger)
 
-        // Held while serving: `restore` and `restore-fence` refuse to touch a running server's data.
-        let directory = ServerDataDirectory(path: data)
-        let lock = try directory.lock()
+        let backend: any ServerBackend
+        var backendServices: [any Service] = []
+        var lock: DataDirectoryLock?
+        let location: String
+        if let database {
+            var postgres = try PostgresBackend.Configuration(url: database)
+            postgres.poolSize = poolSize
+            postgres.operationTimeout = .milliseconds(Int64(databaseTimeout * 1_000))
+            postgres.connectTimeout = .milliseconds(Int64(databaseConnectTimeout * 1_000))
+            let node = PostgresBackend(configuration: postgres, logger: logger)
+            backend = node
+            backendServices = [node]
+            location = postgres.description
+        } else {
+            // Held while serving: `restore` and `restore-fence` refuse to touch a running server's data.
+            let directory = ServerDataDirectory(path: data ?? "./syncline-data")
+            lock = try directory.lock()
+            location = directory.databasePath
+            // Fences first when the database was put back from a backup (README "Backup and restore").
+            backend = try await directory.openBackend(configuration: .init(durability: durable ? .power : .app), logger: logger)
+        }
         defer { withExtendedLifetime(lock) {} }
-        let path = directory.databasePath
-        // Fences first when the database was put back from a backup (README "Backup and restore").
-        let backend = try await directory.openBackend(configuration: .init(durability: durable ? .power : .app), logger: logger)
         var configuration = SyncServerConfiguration(
             engine: .init(maxBatchChanges: maxBatch), authenticator: authenticator,
             rateLimit: rateLimit > 0 ? .init(perSecond: rateLimit, burst: rateLimit * 2) : nil,
@@ -164,12 +202,12 @@ struct SynclineServerCommand: AsyncParsableCommand {
         configuration.maxConnections = maxConnections > 0 ? maxConnections : nil
         configuration.maxLongPoll = .seconds(maxLongPoll)
         let app = SyncServer.application(
-            backend: backend, configuration: configuration, host: host, port: port, logger: logger
+            backend: backend, configuration: configuration, host: host, port: port, logger: logger, services: backendServices
         ) { port in
             // One line on standard output that scripts and tests wait for.
             FileHandle.standardOutput.write(Data("syncline-server listening on \(host):\(port)\n".utf8))
         }
-        logger.info("starting", metadata: ["syncline.data": "\(path)"])
+        logger.info("starting", metadata: ["syncline.data": "\(location)"])
         // SIGTERM/SIGINT: stop accepting, finish in-flight requests, close live sockets; after the
         // timeout whatever is still open is cancelled.
         var groupConfiguration = ServiceGroupConfiguration(services: [app, reloader], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

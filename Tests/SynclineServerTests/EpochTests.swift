@@ -47,7 +47,7 @@ struct EpochTests {
 
     /// Over REST (and in memory): a live socket open across a fence is ended by it (see
     /// `aStaleHelloIsRefused…`), which a fence of a running server would do to the pushes here.
-    @Test(arguments: [ServerKind.inMemory, .restBinary, .restJSON])
+    @Test(arguments: [ServerKind.inMemory, .restBinary, .restJSON, .postgresRESTBinary, .postgresRESTJSON])
     func theFenceGivesANewEpochAndMovesTheHeadPastEverySeqADeviceHeld(_ kind: ServerKind) async throws {
         try await ServerUnderTest.with(kind) { server in
             _ = try await server.push(ChangeBatch(changes: [change(1, "a", fields: ["v": 1]), change(2, "b", fields: ["v": 2])]))

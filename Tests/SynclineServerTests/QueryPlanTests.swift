@@ -42,7 +42,7 @@ struct QueryPlanTests {
     static let ns = SQLiteValue.text("team")
     static let collection = SQLiteValue.text("todos")
 
-    /// The server backend's statements (Sources/SynclineServer/Backend/SQLiteBackend*.swift).
+    /// The server backend's statements (Sources/SynclineServer/Backend/SQLite/SQLite*.swift).
     static let backend: [String: Expectation] = [
         "BEGIN": .init(access: .none, bindings: []),
         "BEGIN IMMEDIATE": .init(access: .none, bindings: []),
@@ -156,7 +156,7 @@ struct QueryPlanTests {
         _ = try await backend.head(namespace: namespace)
         _ = try await backend.purgeTombstones(olderThan: 1_700_000_000_100)
 
-        let source = try Self.statements(in: "Sources/SynclineServer/Backend", filesStartingWith: "SQLiteBackend")
+        let source = try Self.statements(in: "Sources/SynclineServer/Backend/SQLite", filesStartingWith: "SQLite")
         let prepared = await backend.preparedSQL()
         try await Self.check(
             source: source, prepared: prepared, expectations: Self.backend,

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 import Logging
 import Syncline
 import SynclineNetwork
@@ -16,6 +17,10 @@ struct LiveServer: Sendable {
     /// Whether it serves TLS (`https`/`wss`), and the roots its clients trust.
     var secure = false
     var trust = ServerTrust.system
+    /// How long its devices wait for an answer. A PostgreSQL backend makes about ten round trips
+    /// per push; when the whole suite runs on two cores its continuations wait for a thread, so
+    /// its devices wait longer (as production devices would under that load).
+    var patience: Duration = .seconds(10)
     /// Over TLS by name: the WebSocket client sends SNI, which cannot carry an IP address.
     var host: String { secure ? "localhost" : "127.0.0.1" }
     var baseURL: String { "\(secure ? "https" : "http")://\(host):\(port)" }
@@ -33,21 +38,49 @@ struct LiveServer: Sendable {
         )
     }
 
-    /// Runs `body` with a server over `backend` (a new SQLite backend in a temporary directory by default).
+    /// Runs `body` with a server over `backend` (a new SQLite backend in a temporary directory by
+    /// default; with `postgres`, a PostgreSQL backend in a new schema, or in `postgresSchema`).
     static func with<Result: Sendable>(
-        backend: (any ServerBackend)? = nil, configuration: SyncServerConfiguration = LiveServer.configuration(),
+        backend given: (any ServerBackend)? = nil, services givenServices: [any Service] = [], postgres: Bool = false,
+        postgresSchema: String? = nil,
+        configuration: SyncServerConfiguration = LiveServer.configuration(),
         trust: ServerTrust = .system, _ body: @Sendable (LiveServer) async throws -> Result
     ) async throws -> Result {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("syncline-server-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }  // temporary files only
-        let backend = try backend ?? SQLiteBackend(path: directory.appendingPathComponent("server.sqlite").path)
+        var services: [any Service] = []
+        var waitForBackend = false
+        let backend: any ServerBackend
+        if let given {
+            backend = given
+            services = givenServices
+        } else if postgres || postgresSchema != nil {
+            let configuration = try PostgresTestDatabase.configuration(schema: postgresSchema ?? PostgresTestDatabase.freshSchema())
+            let node = PostgresBackend(configuration: configuration, logger: PostgresTestDatabase.logger())
+            services = [node]
+            backend = node
+            waitForBackend = true
+        } else {
+            backend = try SQLiteBackend(path: directory.appendingPathComponent("server.sqlite").path)
+        }
         let metrics = ServerMetrics()
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
         // Run as a service so the end of the test is a graceful shutdown, as on SIGTERM.
-        let running = try await SyncServer.start(backend: backend, configuration: configuration, metrics: metrics, logger: logger)
-        let server = LiveServer(port: running.port, backend: backend, metrics: metrics, secure: configuration.tls != nil, trust: trust)
+        let running = try await SyncServer.start(
+            backend: backend, configuration: configuration, metrics: metrics, logger: logger, services: services
+        )
+        if waitForBackend {
+            do {
+                try await PostgresTestDatabase.waitUntilAvailable(backend)
+            } catch {
+                try await running.stop()
+                throw error
+            }
+        }
+        var server = LiveServer(port: running.port, backend: backend, metrics: metrics, secure: configuration.tls != nil, trust: trust)
+        if backend is PostgresBackend { server.patience = .seconds(45) }
         let result: Result
         do {
             result = try await body(server)
@@ -62,7 +95,7 @@ struct LiveServer: Sendable {
     func rest(_ namespace: Namespace, format: WireCodec.Format = .binary, token: String = LiveServer.token) -> RESTTransport {
         RESTTransport(
             url: baseURL, namespace: namespace, token: { token },
-            configuration: .init(wire: WireCodec(format: format), timeout: .seconds(10), trust: trust)
+            configuration: .init(wire: WireCodec(format: format), timeout: patience, trust: trust)
         )
     }
 }
@@ -72,7 +105,7 @@ extension LiveServer {
         WebSocketTransport(
             url: baseURL, namespace: namespace, token: { token },
             configuration: .init(
-                wire: WireCodec(format: format), ackTimeout: .seconds(10), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200),
+                wire: WireCodec(format: format), ackTimeout: patience, initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200),
                 trust: trust
             )
         )

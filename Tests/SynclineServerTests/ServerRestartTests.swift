@@ -20,12 +20,14 @@ final class ServerProcess: Sendable {
     ///   - arguments: more command-line arguments (later ones win over the defaults).
     ///   - logLevel: the server's log level; its log lines are kept in ``output`` and copied to this
     ///     process's standard error.
-    init(data: String, port: Int = 0, arguments: [String] = [], logLevel: String = "error") async throws {
+    ///   - data: the SQLite data directory, or (`nil`) `database`: a PostgreSQL URL.
+    init(data: String?, database: String? = nil, port: Int = 0, arguments: [String] = [], logLevel: String = "error") async throws {
         let process = Process()
         process.executableURL = try Self.executable()
+        let backend = data.map { ["--data", $0] } ?? database.map { ["--database", $0] } ?? []
         process.arguments = [
-            "--port", String(port), "--data", data, "--dev-token", "\(LiveServer.token):*", "--rate-limit", "0", "--log-level", logLevel,
-        ] + arguments
+            "--port", String(port), "--dev-token", "\(LiveServer.token):*", "--rate-limit", "0", "--log-level", logLevel,
+        ] + backend + arguments
         let pipe = Pipe()
         let errors = Pipe()
         process.standardOutput = pipe

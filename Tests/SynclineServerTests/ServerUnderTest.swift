@@ -5,11 +5,15 @@ import SynclineTesting
 import Testing
 
 /// Where the server-semantics suite runs: the in-memory reference server, or the real server
-/// (SQLite backend, loopback) through each transport and codec.
+/// (SQLite backend, or PostgreSQL in a schema of its own; loopback) through each transport and codec.
 enum ServerKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case inMemory, restBinary, restJSON, webSocketBinary, webSocketJSON
+    case postgresRESTBinary, postgresRESTJSON, postgresWebSocketBinary, postgresWebSocketJSON
 
     var testDescription: String { rawValue }
+    var isPostgres: Bool { rawValue.hasPrefix("postgres") }
+    var isWebSocket: Bool { [.webSocketBinary, .webSocketJSON, .postgresWebSocketBinary, .postgresWebSocketJSON].contains(self) }
+    var format: WireCodec.Format { [.restJSON, .webSocketJSON, .postgresRESTJSON, .postgresWebSocketJSON].contains(self) ? .json : .binary }
     static let live: [ServerKind] = [.inMemory, .webSocketBinary, .webSocketJSON]
 }
 
@@ -61,8 +65,14 @@ struct ServerUnderTest: Sendable {
                 configuration: .init(maxBatchChanges: engine.maxBatchChanges, maxPageSize: engine.maxPageSize, limits: engine.limits)
             )
             try await body(inMemory(server, namespace))
-        case .restBinary, .restJSON, .webSocketBinary, .webSocketJSON:
-            try await LiveServer.with(configuration: LiveServer.configuration(engine: engine)) { live in
+        default:
+            var configuration = LiveServer.configuration(engine: engine)
+            // The hello waits for two PostgreSQL round trips: the production default, not the 2 s of the SQLite tests.
+            if kind.isPostgres {
+                configuration.helloTimeout = .seconds(10)
+                configuration.pingInterval = .seconds(30)
+            }
+            try await LiveServer.with(postgres: kind.isPostgres, configuration: configuration) { live in
                 let sut = try await overNetwork(live, kind, namespace)
                 try await body(sut)
             }
@@ -81,15 +91,15 @@ struct ServerUnderTest: Sendable {
     }
 
     static func overNetwork(_ live: LiveServer, _ kind: ServerKind, _ namespace: Namespace) async throws -> ServerUnderTest {
-        let format: WireCodec.Format = kind == .restJSON || kind == .webSocketJSON ? .json : .binary
+        let format = kind.format
         let rest = live.rest(namespace, format: format)
         var push: @Sendable (ChangeBatch) async throws -> PushResponse = { try await rest.push($0) }
         var heads: @Sendable () async -> AsyncStream<UInt64> = { await rest.liveHeads() }
-        if kind == .webSocketBinary || kind == .webSocketJSON {
+        if kind.isWebSocket {
             let socket = live.webSocket(namespace, format: format)
             // The socket opens once the device's cursor is known (its first pull).
             _ = try await socket.pull(after: 0, from: 0, limit: 1)
-            try await socket.waitUntilConnected()
+            try await socket.waitUntilConnected(within: live.patience)
             push = { try await socket.push($0) }
             heads = { await socket.liveHeads() }
         }
@@ -99,6 +109,10 @@ struct ServerUnderTest: Sendable {
             pullVia: { try await rest.pull(after: $0, from: $1, limit: $2, collections: $3, epoch: $4) },
             headsVia: heads,
             fenceVia: {
+                if let postgres = live.backend as? PostgresBackend {
+                    _ = try await postgres.fence()
+                    return
+                }
                 guard let sqlite = live.backend as? SQLiteBackend else { throw SyncError(.storage, "not a SQLite backend") }
                 _ = try await sqlite.fence()
             },

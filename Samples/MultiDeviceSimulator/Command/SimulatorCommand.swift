@@ -17,7 +17,7 @@ struct SimulatorCommand: AsyncParsableCommand {
     @Option(help: "Seed of the workload (a run's workload replays from it).") var seed: UInt64 = 1
     @Option(help: "Stores, given to devices in turn: sqlite, leveldb, memory (comma-separated).") var store = "sqlite,leveldb"
     @Option(help: "Transports, given to devices in turn: rest, websocket (comma-separated).") var transport = "rest,websocket"
-    @Option(help: "Use a running server (http://host:port) instead of the embedded one.") var server: String?
+    @Option(help: "Use a running server (http://host:port) instead of the embedded one, or several nodes of one cluster (http://a:8081,http://b:8082): devices are spread over them round robin and fail over to the next.") var server: String?
     @Option(help: "Bearer token for the server.") var token = "syncline-sim"
     @Option(help: "Namespace the devices share.") var namespace = "sim"
     @Option(help: "Chance per operation that a device goes offline or comes back.") var offlineRate = 0.02

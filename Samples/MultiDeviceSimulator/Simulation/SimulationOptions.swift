@@ -20,8 +20,15 @@ public struct SimulationOptions: Sendable {
     public var seed: UInt64
     public var stores: [Store]
     public var transports: [Transport]
-    /// A running server to use instead of the embedded one (its namespace must accept `token`).
+    /// A running server to use instead of the embedded one (its namespace must accept `token`), or
+    /// several nodes of one cluster, comma-separated: devices are spread over them round robin and
+    /// fail over to the next node when theirs is unavailable.
     public var serverURL: String?
+
+    /// The nodes of ``serverURL`` (empty: the embedded server).
+    public var serverURLs: [String] {
+        (serverURL ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
     public var token: String
     /// The namespace the devices share (several simulators on one server use different ones).
     public var namespace: String

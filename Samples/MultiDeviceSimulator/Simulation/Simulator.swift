@@ -95,7 +95,10 @@ public final class Simulator {
         let path: String
         let faults: FaultInjectingTransport
         let measuring: MeasuringTransport
-        let socket: WebSocketTransport?
+        /// Its live sockets, one per server node.
+        let sockets: [WebSocketTransport]
+        /// Its way to the nodes (the one it uses, and the next when that one fails).
+        let nodes: FailoverTransport
         let memory = InMemoryStore.Database()
         var client: SyncClient!
         var listener: Task<Void, Never>?
@@ -103,25 +106,29 @@ public final class Simulator {
         var counter = 0
         var lastChange: [RecordKey: EventID] = [:]
 
-        init(index: Int, store: SimulationOptions.Store, transport: SimulationOptions.Transport, path: String, url: String, token: String, namespace: Namespace, seed: UInt64) {
+        /// - Parameter urls: the server nodes; the device starts on the one its index picks (round robin).
+        init(index: Int, store: SimulationOptions.Store, transport: SimulationOptions.Transport, path: String, urls: [String], token: String, namespace: Namespace, seed: UInt64) {
             self.index = index
             self.store = store
             self.transportKind = transport
             self.path = path
-            let base: any SyncTransport
             switch transport {
             case .rest:
-                base = RESTTransport(url: url, namespace: namespace, token: { token }, configuration: .init(timeout: .seconds(10)))
-                socket = nil
-            case .websocket:
-                let socket = WebSocketTransport(
-                    url: url, namespace: namespace, token: { token },
-                    configuration: .init(ackTimeout: .seconds(10), initialBackoff: .milliseconds(50), maxBackoff: .seconds(1))
+                sockets = []
+                nodes = FailoverTransport(
+                    urls.map { RESTTransport(url: $0, namespace: namespace, token: { token }, configuration: .init(timeout: .seconds(10))) },
+                    first: index
                 )
-                self.socket = socket
-                base = socket
+            case .websocket:
+                sockets = urls.map { url in
+                    WebSocketTransport(
+                        url: url, namespace: namespace, token: { token },
+                        configuration: .init(ackTimeout: .seconds(10), initialBackoff: .milliseconds(50), maxBackoff: .seconds(1))
+                    )
+                }
+                nodes = FailoverTransport(sockets, first: index)
             }
-            measuring = MeasuringTransport(base)
+            measuring = MeasuringTransport(nodes.nodes.count == 1 ? nodes.nodes[0] : nodes)
             faults = FaultInjectingTransport(measuring, faults: .none, seed: seed)
         }
 
@@ -177,21 +184,21 @@ public final class Simulator {
         defer {
             if options.directory == nil { try? FileManager.default.removeItem(at: directory) }  // our own temporary files
         }
-        let url: String
-        if let serverURL = options.serverURL {
-            url = serverURL
+        let urls: [String]
+        if !options.serverURLs.isEmpty {
+            urls = options.serverURLs
         } else {
             let server = EmbeddedServer(databasePath: directory.appendingPathComponent("server.sqlite").path, token: options.token)
             try await server.start()
             self.server = server
-            url = server.baseURL
+            urls = [server.baseURL]
         }
-        defer { devices.forEach { $0.socket?.close() } }
+        defer { devices.forEach { $0.sockets.forEach { $0.close() } } }
         for index in 0..<options.devices {
             let device = Device(
                 index: index, store: options.stores[index % options.stores.count],
                 transport: options.transports[index % options.transports.count],
-                path: directory.appendingPathComponent("device-\(index)").path, url: url, token: options.token,
+                path: directory.appendingPathComponent("device-\(index)").path, urls: urls, token: options.token,
                 namespace: namespace, seed: options.seed &* 31 &+ UInt64(index)
             )
             try open(device)
@@ -365,8 +372,13 @@ public final class Simulator {
         return false
     }
 
-    func probe() -> RESTTransport {
-        RESTTransport(url: server?.baseURL ?? options.serverURL!, namespace: namespace, token: { [token = options.token] in token })
+    /// The server as the verification reads it: the embedded one, or the running nodes (the next
+    /// one when a node is unavailable).
+    func probe() -> any SyncTransport {
+        let urls = server.map { [$0.baseURL] } ?? options.serverURLs
+        return FailoverTransport(
+            urls.map { RESTTransport(url: $0, namespace: namespace, token: { [token = options.token] in token }) }, first: 0
+        )
     }
 
     func serverHead() async throws -> UInt64 {

@@ -46,4 +46,6 @@ public final class RecordingBackend: ServerBackend {
     }
 
     public func subscribe(namespace: Namespace) async -> AsyncStream<UInt64> { await base.subscribe(namespace: namespace) }
+
+    public func outage() async -> String? { await base.outage() }
 }

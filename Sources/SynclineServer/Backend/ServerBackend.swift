@@ -24,6 +24,14 @@ public protocol ServerBackend: Sendable {
     /// The namespace's head after each commit on this backend, for live connections (the newest
     /// only when the reader is slow).
     func subscribe(namespace: Namespace) async -> AsyncStream<UInt64>
+    /// Why the backend cannot serve requests now (its database is unreachable, say), or `nil`
+    /// when it can: requests are then answered `503` with `Retry-After`, and `/healthz` says why.
+    func outage() async -> String?
+}
+
+extension ServerBackend {
+    /// An embedded backend is always there.
+    public func outage() async -> String? { nil }
 }
 
 extension ServerBackend {

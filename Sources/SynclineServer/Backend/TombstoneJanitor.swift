@@ -33,6 +33,10 @@ public struct TombstoneJanitor: Service {
                 for (namespace, horizon) in horizons {
                     logger.debug("tombstones purged", metadata: ["syncline.ns": "\(namespace)", "syncline.horizon": "\(horizon)"])
                 }
+            } catch let error as SyncError where error.code == .transportUnavailable {
+                // The backend's database is not reachable now (it says so on /healthz; at start it
+                // may still be connecting): this sweep is skipped, the next one purges.
+                logger.debug("tombstone purge skipped", metadata: ["syncline.error": "\(error)"])
             } catch {
                 logger.error("tombstone purge failed", metadata: ["syncline.error": "\(error)"])
             }

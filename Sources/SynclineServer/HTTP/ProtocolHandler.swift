@@ -29,7 +29,16 @@ struct ProtocolHandler: Sendable {
     var routes: RouteTable<SyncRequestContext> {
         var table = RouteTable<SyncRequestContext>()
         table.add(.get, "/healthz") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
+            guard let reason = await backend.outage() else {
+                return Response(
+                    status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}"))
+                )
+            }
+            // The node is up but cannot serve: a load balancer should send requests elsewhere.
+            return Response(
+                status: .serviceUnavailable, headers: [.contentType: "application/json", .retryAfter: "1"],
+                body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"unavailable\",\"reason\":\(Self.quoted(reason))}"))
+            )
         }
         table.add(.get, "/metrics") { _, _ in
             Response(
@@ -292,6 +301,7 @@ struct ProtocolHandler: Sendable {
         json += "}}"
         var headers: HTTPFields = [.contentType: "application/json"]
         if error.code == .rateLimited, let wait = error.limit { headers[.retryAfter] = String(wait) }
+        if error.code == .transportUnavailable { headers[.retryAfter] = String(error.limit ?? 1) }
         if error.code == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
         if error.code == .upgradeRequired { headers[.upgrade] = "websocket" }
         return Response(status: Self.status(of: error), headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
@@ -312,6 +322,8 @@ struct ProtocolHandler: Sendable {
         case .methodNotAllowed: return .methodNotAllowed
         case .notFound: return .notFound
         case .storage, .storeClosed, .compressionFailed: return .internalServerError
+        // The backend's database is unreachable (PostgreSQL down): retry after Retry-After.
+        case .transportUnavailable: return .serviceUnavailable
         default: return .badRequest
         }
     }

@@ -149,10 +149,19 @@ struct LiveSession: Sendable {
         var position = cursor
         var headIterator = heads.makeAsyncIterator()
         while !Task.isCancelled {
-            var page = try await backend.pull(
-                namespace: namespace, after: after, from: position, limit: configuration.livePageSize, collections: nil,
-                epoch: epoch, configuration: configuration.engine
-            )
+            var page: PullPage
+            do {
+                page = try await backend.pull(
+                    namespace: namespace, after: after, from: position, limit: configuration.livePageSize, collections: nil,
+                    epoch: epoch, configuration: configuration.engine
+                )
+            } catch let error as SyncError where error.code == .transportUnavailable {
+                // The backend's database is away for a moment (PostgreSQL restarting): the socket
+                // stays open and the page is read again after the Retry-After the backend gave.
+                logger.debug("live delivery waits for the backend", metadata: ["syncline.error": "\(error)"])
+                try await Task.sleep(for: .seconds(max(1, error.limit ?? 1)))
+                continue
+            }
             page.serverTime = configuration.clock()
             if !page.changes.isEmpty {
                 try await sender.send(.changes(after: after, from: position, page), framing: framing)

@@ -76,7 +76,7 @@ public struct ServerDataDirectory: Sendable {
             let from: SQLiteConnection
             do {
                 from = try SQLiteConnection(path: source, flags: SQLITE_OPEN_READONLY)
-                guard try from.integer("PRAGMA application_id") == BackendDatabase.applicationID else {
+                guard try from.integer("PRAGMA application_id") == SQLiteBackendDatabase.applicationID else {
                     throw SyncError(.notASynclineStore, "\(source) is not a Syncline server database; nothing was changed")
                 }
                 let check = try from.statement("PRAGMA quick_check")

@@ -39,20 +39,20 @@ extension SQLiteBackend {
                 try update.run()
                 report.namespaces[try Namespace(name)] = (fenced.head, epoch)
             }
-            try BackendDatabase.setMeta(connection, BackendDatabase.MetaName.defaultEpoch, report.defaultEpoch)
-            try BackendDatabase.setMeta(connection, BackendDatabase.MetaName.instance, report.instance)
+            try SQLiteBackendDatabase.setMeta(connection, SQLiteBackendDatabase.MetaName.defaultEpoch, report.defaultEpoch)
+            try SQLiteBackendDatabase.setMeta(connection, SQLiteBackendDatabase.MetaName.instance, report.instance)
             return report
         }
     }
 
     /// The database's instance id, `nil` before one was set (see ``ServerDataDirectory``).
     public func instance() throws -> Epoch? {
-        try database.read { try BackendDatabase.meta($0, BackendDatabase.MetaName.instance) }
+        try database.read { try SQLiteBackendDatabase.meta($0, SQLiteBackendDatabase.MetaName.instance) }
     }
 
     /// Sets the database's instance id.
     public func setInstance(_ instance: Epoch) throws {
-        try database.transaction { try BackendDatabase.setMeta($0, BackendDatabase.MetaName.instance, instance) }
+        try database.transaction { try SQLiteBackendDatabase.setMeta($0, SQLiteBackendDatabase.MetaName.instance, instance) }
     }
 
     /// Copies the server database at `source` to a new file at `destination` while a server may be
@@ -64,7 +64,7 @@ extension SQLiteBackend {
     ///   `.storage` when `destination` exists or the copy fails.
     public static func backup(databaseAt source: String, to destination: String) throws {
         let from = try SQLiteConnection(path: source, flags: SQLITE_OPEN_READWRITE)  // reads only; WAL needs its -shm
-        guard try from.integer("PRAGMA application_id") == BackendDatabase.applicationID else {
+        guard try from.integer("PRAGMA application_id") == SQLiteBackendDatabase.applicationID else {
             throw SyncError(.notASynclineStore, "\(source) is not a Syncline server database")
         }
         guard !FileManager.default.fileExists(atPath: destination) else {
@@ -73,20 +73,15 @@ extension SQLiteBackend {
         let to = try SQLiteConnection(path: destination, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
         try from.backup(into: to)
         try to.execute("PRAGMA journal_mode=DELETE")
-        try to.execute("BEGIN IMMEDIATE")
-        do {
+        try to.serverTransaction { to in
             // A database from before epochs gets them here, so the copy restores like any other.
-            if try to.integer("PRAGMA user_version") < BackendDatabase.schemaVersion { try BackendDatabase.upgradeToEpochs(to) }
-            try BackendDatabase.setMeta(to, BackendDatabase.MetaName.instance, Epoch.random())
-            try to.execute("COMMIT")
-        } catch {
-            try? to.execute("ROLLBACK")
-            throw error
+            if try to.integer("PRAGMA user_version") < SQLiteBackendDatabase.schemaVersion { try SQLiteBackendDatabase.upgradeToEpochs(to) }
+            try SQLiteBackendDatabase.setMeta(to, SQLiteBackendDatabase.MetaName.instance, Epoch.random())
         }
     }
 }
 
-extension BackendDatabase {
+extension SQLiteBackendDatabase {
     /// The server schema this build writes: 2 added namespace epochs and `server_meta`.
     static let schemaVersion: Int64 = 2
 
