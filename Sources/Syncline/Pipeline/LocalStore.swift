@@ -542,7 +542,12 @@ package actor LocalStore {
                 "page cursor \(page.cursor) (head \(page.head)) is behind its entries or the device's cursor \(cursor)"
             )
         }
-        if let serverTime = page.serverTime { try observeServerTime(serverTime) }
+        // A page's time is the first a new device hears (it pulls before it pushes). After that,
+        // pages are not trusted for corrections: a live page may have waited in the transport
+        // while a long sync ran, and a stale time would move the clock backwards past HLCs the
+        // device received. Push answers and skew refusals, fresh answers to its own requests,
+        // correct it from then on.
+        if let serverTime = page.serverTime, !knownOffset { try observeServerTime(serverTime) }
         var clock = self.clock
         let now = correctedNow()
         for change in page.changes {
