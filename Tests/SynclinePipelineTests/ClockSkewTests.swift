@@ -61,6 +61,10 @@ struct ClockSkewTests {
         skew.store(Self.day, ordering: .relaxed)
         let key = Sample.key("t1")
         for number in 0..<3 { _ = try await device.upsert(key, fields: ["n": .int(Int64(number))]) }
+        // Written at different times, coalesced into one change that carries the newest stamp.
+        _ = try await device.upsert(key, fields: ["early": "a"])
+        try await Task.sleep(for: .milliseconds(5))
+        _ = try await device.upsert(key, fields: ["late": "b"])
         _ = try await device.upsert(Sample.key("t2"), fields: ["n": 9])
         let before = WallClock.nowMillis()
         try await device.sync()
@@ -69,6 +73,10 @@ struct ClockSkewTests {
         #expect(await harness.server.records(namespace: harness.namespace)[key]?.fields["n"]?.value == 2, "the last write, in order")
         let stamp = try await Self.stamp(harness, key, "n")
         #expect(stamp <= before + 1_000, "re-stamped to real time: \(stamp) vs \(before)")
+        // Every pending write moved with its change: the acknowledgement settled them all.
+        let record = try #require(try await device.record(key))
+        #expect(record.pendingFields.isEmpty, "nothing left pending: \(record.pendingFields)")
+        #expect(try await device.fields(of: key) == ["n": 2, "early": "a", "late": "b"])
         device.close()
     }
 

@@ -137,20 +137,29 @@ package actor LocalStore {
             let shift = jumped ? delta : Int64(now) - Int64(clamping: unseen.map(\.change.hlc.wallMillis).max() ?? now)
             guard shift < 0 || jumped else { return false }
             var newest = HLC.zero
+            var byRecord: [RecordKey: [Change]] = [:]
             for var entry in unseen {
-                let old = entry.change.hlc
-                let moved = HLC(packed: Self.shift(old.packed, byMillis: shift), node: old.node)
-                entry.change.hlc = moved
+                byRecord[entry.change.key, default: []].append(entry.change)
+                entry.change.hlc = HLC(packed: Self.shift(entry.change.hlc.packed, byMillis: shift), node: entry.change.hlc.node)
                 entry.sent = false
                 try tx.putOutboxEntry(entry)
-                if var record = try tx.record(entry.change.key) {
-                    for (name, state) in record.pendingFields where state.hlc == old {
-                        record.pendingFields[name] = FieldState(value: state.value, hlc: moved, seq: 0)
-                    }
-                    if record.pendingDelete == old { record.pendingDelete = moved }
-                    try tx.putRecord(record)
+                newest = max(newest, entry.change.hlc)
+            }
+            // The record's pending writes that those changes carry move by the same amount, once
+            // each, judged on their stamps before the move: a pending field belongs to a change
+            // that holds it and is not older than it (a change coalesced from several writes
+            // carries the newest of their stamps).
+            for (key, changes) in byRecord {
+                guard var record = try tx.record(key) else { continue }
+                for (name, state) in record.pendingFields where changes.contains(where: { $0.fields[name] != nil && state.hlc <= $0.hlc }) {
+                    record.pendingFields[name] = FieldState(
+                        value: state.value, hlc: HLC(packed: Self.shift(state.hlc.packed, byMillis: shift), node: state.hlc.node), seq: 0
+                    )
                 }
-                newest = max(newest, moved)
+                if let pending = record.pendingDelete, changes.contains(where: { $0.operation == .delete && pending <= $0.hlc }) {
+                    record.pendingDelete = HLC(packed: Self.shift(pending.packed, byMillis: shift), node: pending.node)
+                }
+                try tx.putRecord(record)
             }
             // Backwards only when the clock was ahead; a clock that was behind only moves forward.
             let floor = shift < 0 ? HLC.zero : clock.last
