@@ -147,14 +147,7 @@ struct PostgresStatements {
     /// The pull's page statement (the query-plan test explains it): `$1` namespace, `$2` position,
     /// `$3` the collections when filtered.
     static func pageQuery(_ namespace: Namespace, _ request: PostgresNamespaceState.PageRequest) throws -> PostgresQuery {
-        var sql = "SELECT collection, id, state FROM records WHERE ns = $1 AND seq > $2"
-        var binds = PostgresBindings()
-        binds.append(namespace.rawValue)
-        binds.append(Int64(bitPattern: request.position))
-        if let collections = request.collections {
-            binds.append(collections.map(\.rawValue))
-            sql += " AND collection = ANY($3)"
-        }
+        var (sql, binds) = delta("SELECT collection, id, state", namespace, after: request.position, request.collections)
         if request.liveOnly { sql += " AND NOT deleted" }
         sql += " ORDER BY seq LIMIT \(request.limit)"
         return PostgresQuery(unsafeSQL: sql, binds: binds)
@@ -162,15 +155,25 @@ struct PostgresStatements {
 
     /// The pull's count statement (the query-plan test explains it).
     static func countQuery(_ namespace: Namespace, _ request: PostgresNamespaceState.CountRequest) throws -> PostgresQuery {
-        var sql = "SELECT count(*) FROM records WHERE ns = $1 AND seq > $2"
+        let (sql, binds) = delta("SELECT count(*)", namespace, after: request.position, request.collections)
+        return PostgresQuery(unsafeSQL: sql, binds: binds)
+    }
+
+    /// `select` over the namespace's records after `position` (the delta on the `(ns, seq)`
+    /// index), in the given collections when filtered: `$1` namespace, `$2` position, `$3` the
+    /// collections.
+    private static func delta(
+        _ select: String, _ namespace: Namespace, after position: UInt64, _ collections: Set<CollectionName>?
+    ) -> (sql: String, binds: PostgresBindings) {
+        var sql = select + " FROM records WHERE ns = $1 AND seq > $2"
         var binds = PostgresBindings()
         binds.append(namespace.rawValue)
-        binds.append(Int64(bitPattern: request.position))
-        if let collections = request.collections {
+        binds.append(Int64(bitPattern: position))
+        if let collections {
             binds.append(collections.map(\.rawValue))
             sql += " AND collection = ANY($3)"
         }
-        return PostgresQuery(unsafeSQL: sql, binds: binds)
+        return (sql, binds)
     }
 
     /// Reads what the engine said it needs.
