@@ -123,6 +123,28 @@ struct PipelineSuite {
             report.notes.append("e2e_inmemory: device A upserts N records and syncs; rate until device B has all N, against the in-memory server applying the same batches directly")
         }
 
+        if durability == .app && (options.only == nil || "observe_update".contains(options.only!)) {
+            let large = max(Int(100_000 * options.scale), 1_000)
+            let small = max(large / 100, 100)
+            let updates = count(5_000)
+            var pairs: [(Double, Double)] = []
+            for _ in 0..<max(options.repeats, 1) {
+                let big = try await ObserveUpdate.measure(records: large, updates: updates)
+                let little = try await ObserveUpdate.measure(records: small, updates: updates)
+                pairs.append((big, little))
+            }
+            let median = medianByRatio(pairs) { $0.0 / $0.1 }
+            report.rows.append(
+                BenchRow(
+                    name: "observe_update", store: "inMemory", perTransaction: 1, durability: "app", opsPerSecond: median.0,
+                    baselineOpsPerSecond: median.1, unit: "updates/s"
+                )
+            )
+            report.notes.append(
+                "observe_update: one writer updates records one at a time; rate until an observe() subscriber's snapshot shows the last update, a collection of \(large) records against one of \(small)"
+            )
+        }
+
         if options.only == nil || "initial_sync".contains(options.only!) || options.only!.hasPrefix("initial_sync") {
             let large = max(Int(300_000 * options.scale), 1_000)
             let small = max(large / 10, 100)

@@ -161,7 +161,7 @@ struct ServerSemanticsTests {
 
             // Paging a snapshot (after 0, limit 2): the first page holds live records only, later
             // pages also the tombstones of records deleted after it (r4); `from` moves, `after` stays;
-            // `remaining` counts what the later pages will hold.
+            // the first page's `remaining` counts what the later pages will hold.
             var position: UInt64 = 0
             var seen: [String] = []
             var deleted: [String] = []
@@ -178,6 +178,21 @@ struct ServerSemanticsTests {
             #expect(deleted == ["r4"])
             #expect(remainingSeen == [3, 1, 0])
             #expect(position == 8)
+            // A later page only bounds `remaining` by the seqs after it (counting the rest on every
+            // page would make a large pull quadratic): pages of one, r2's stale seqs 2 and 6 make
+            // the bound exceed the exact [4, 3, 2, 1, 0]; the first page and the last are exact.
+            position = 0
+            var bounds: [UInt64] = []
+            var exact: [UInt64] = []
+            repeat {
+                let part = try await server.pull(after: 0, from: position, limit: 1)
+                bounds.append(part.remaining)
+                exact.append(UInt64(seen.count - exact.count - 1))
+                position = part.cursor
+                if !part.hasMore { break }
+            } while true
+            #expect(bounds == [4, 5, 3, 1, 0])
+            #expect(zip(bounds, exact).allSatisfy { $0 >= $1 } && exact == [4, 3, 2, 1, 0])
             // Collections filter.
             let none = try await server.pull(after: 0, limit: 10, collections: [Sample.collection("notes")])
             #expect(none.changes.isEmpty && none.cursor == 8)

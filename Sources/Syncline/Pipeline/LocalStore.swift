@@ -288,6 +288,15 @@ package actor LocalStore {
         try store.read { tx in try tx.record(key) }
     }
 
+    /// The stored records of `keys` (absent keys are left out), in one read.
+    package func records(_ keys: [RecordKey]) throws -> [RecordKey: RecordState] {
+        try store.read { tx in
+            var found: [RecordKey: RecordState] = [:]
+            for key in keys { found[key] = try tx.record(key) }
+            return found
+        }
+    }
+
     package func records(in collection: CollectionName) throws -> [RecordState] {
         try store.read { tx in try tx.records(in: collection) }
     }

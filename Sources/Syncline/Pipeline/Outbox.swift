@@ -145,6 +145,7 @@ package actor Reconciler {
     /// for why paging keeps `after` fixed); an interrupted pull starts again from that cursor.
     package func pullAll(policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats) async throws {
         var done = 0
+        var total = 0
         var resyncs = 0
         let (start, known, everPulled) = try await local.pullPosition()
         var (cursor, epoch) = (start, known)
@@ -196,7 +197,11 @@ package actor Reconciler {
             } else {
                 stats.bytesDown += BinaryCodec.encode(page).count
             }
-            bus.emit(.pullProgress(done: done, total: done + Int(clamping: page.remaining)))
+            // The first page's `remaining` is exact; later ones only bound it (see
+            // `ServerEngine.pull`), so the total is the first page's, raised if writes made
+            // while paging add entries.
+            if position == cursor { total = done + Int(clamping: page.remaining) }
+            bus.emit(.pullProgress(done: done, total: page.hasMore ? max(total, done + 1) : done))
             stats.conflicts += applied.detected.count
             for report in applied.detected { bus.emit(.conflictDetected(report)) }
             if !applied.changedKeys.isEmpty { bus.emit(.recordsChanged(applied.changedKeys, origin: .remote)) }

@@ -300,7 +300,11 @@ public final class SyncClient: Sendable {
     public var events: AsyncStream<SyncEvent> { bus.subscribe() }
 
     /// Calls `handler` synchronously with every event as it is emitted (tests and tools).
-    package func observeEvents(_ handler: @escaping @Sendable (SyncEvent) -> Void) { bus.observe(handler) }
+    @discardableResult
+    package func observeEvents(_ handler: @escaping @Sendable (SyncEvent) -> Void) -> Int { bus.observe(handler) }
+
+    /// Stops the calls of an ``observeEvents(_:)`` handler.
+    package func removeEventObserver(_ id: Int) { bus.removeObserver(id) }
 
     /// The device's id (the node of its HLCs).
     public var deviceID: UInt64 { get async { await local.deviceID } }
@@ -360,9 +364,18 @@ public final class SyncClient: Sendable {
 
     /// The record's visible fields, or nil when it does not exist or is deleted.
     public func fields(of key: RecordKey) async throws -> [String: Value]? {
-        guard let record = try await local.record(key), !record.isDeleted else { return nil }
-        let visible = record.visibleFields
-        return visible.isEmpty && record.seq == 0 && record.pendingFields.isEmpty ? nil : visible
+        try await local.record(key).flatMap(Self.visibleFields)
+    }
+
+    /// The visible fields of each record that exists and is not deleted, in one read.
+    package func fields(of keys: [RecordKey]) async throws -> [RecordKey: [String: Value]] {
+        try await local.records(keys).compactMapValues(Self.visibleFields)
+    }
+
+    /// What the app sees of a record: nil when it is deleted or was never written.
+    private static func visibleFields(_ record: RecordState) -> [String: Value]? {
+        if record.isDeleted || record.seq == 0 && record.fields.isEmpty && record.pendingFields.isEmpty { return nil }
+        return record.visibleFields
     }
 
     /// The raw record state, pending writes included.
@@ -371,9 +384,8 @@ public final class SyncClient: Sendable {
     /// Visible records of a collection, by id.
     public func visibleRecords(in collection: CollectionName) async throws -> [RecordID: [String: Value]] {
         var result: [RecordID: [String: Value]] = [:]
-        for record in try await local.records(in: collection) where !record.isDeleted {
-            if record.seq == 0 && record.fields.isEmpty && record.pendingFields.isEmpty { continue }
-            result[record.id] = record.visibleFields
+        for record in try await local.records(in: collection) {
+            if let fields = Self.visibleFields(record) { result[record.id] = fields }
         }
         return result
     }

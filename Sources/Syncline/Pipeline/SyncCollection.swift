@@ -77,7 +77,7 @@ public struct SyncCollection<Model: Codable & Identifiable & Sendable>: Sendable
     }
 
     /// The fields as a model, the record id standing in for a missing `id`.
-    private func decode(_ fields: [String: Value], id: RecordID) throws -> Model {
+    func decode(_ fields: [String: Value], id: RecordID) throws -> Model {
         var fields = fields
         if fields["id"] == nil { fields["id"] = .string(id.rawValue) }
         return try ValueDecoder().decode(Model.self, fromFields: fields)
@@ -85,30 +85,53 @@ public struct SyncCollection<Model: Codable & Identifiable & Sendable>: Sendable
 
     /// Snapshots of the collection: one now, then one after every committed change to it, local
     /// or remote. The stream keeps the newest snapshot when the reader is slow.
-    public func observe() -> AsyncStream<[Model]> {
-        let events = client.events
+    public func observe() -> AsyncStream<[Model]> { observe(where: { _ in true }) }
+
+    /// Snapshots of the models matching `predicate`, in id order: one now, then one after every
+    /// committed change to the collection, local or remote.
+    ///
+    /// After the first, a snapshot is the previous one with the changed records read again and
+    /// put in place, so its cost follows the change, not the collection's size. Changes committed
+    /// while the reader is busy are gathered into the next snapshot (the stream keeps the newest).
+    /// A record that does not decode is left out and reported once (`.error` with its key); when a
+    /// snapshot cannot be read at all, the error is reported and the next change reads the whole
+    /// collection again.
+    public func observe(where predicate: @escaping @Sendable (Model) -> Bool) -> AsyncStream<[Model]> {
         let collection = self
-        let name = self.name
+        let client = self.client
         return AsyncStream(bufferingPolicy: .bufferingNewest(1)) { continuation in
+            let changed = ChangedRecords(name)
+            // Subscribed before the first read: a change committed during it is applied after.
+            let observer = client.observeEvents { changed.note($0) }
             let task = Task {
-                // Records that do not decode are left out of the snapshot (and reported by
-                // `all()`); a snapshot that cannot be read at all is reported as an error event
-                // (the stream cannot throw) and the next change brings a new one.
-                func publish() async {
-                    do {
-                        continuation.yield(try await collection.all())
-                    } catch {
-                        collection.client.report(error)
-                    }
+                var query = LiveQuery(collection, where: predicate)
+                var loaded = false
+                do {
+                    try await query.load()
+                    loaded = true
+                    continuation.yield(query.models)
+                } catch {
+                    client.report(error)
                 }
-                await publish()
-                for await event in events {
-                    guard case .recordsChanged(let keys, _) = event, keys.contains(where: { $0.collection == name }) else { continue }
-                    await publish()
+                for await _ in changed.signals {
+                    let ids = changed.take()
+                    guard !ids.isEmpty || !loaded else { continue }
+                    do {
+                        if loaded { try await query.apply(ids) } else { try await query.load() }
+                        loaded = true
+                        continuation.yield(query.models)
+                    } catch {
+                        loaded = false
+                        client.report(error)
+                    }
                 }
                 continuation.finish()
             }
-            continuation.onTermination = { _ in task.cancel() }
+            continuation.onTermination = { _ in
+                client.removeEventObserver(observer)
+                changed.finish()
+                task.cancel()
+            }
         }
     }
 }

@@ -76,7 +76,7 @@ public struct SyncStats: Sendable, Hashable {
 public final class EventBus: Sendable {
     private let subscribers = Mutex<[Int: AsyncStream<SyncEvent>.Continuation]>([:])
     /// Synchronous observers, called inside `emit` (for tests that must not depend on scheduling).
-    private let observers = Mutex<[@Sendable (SyncEvent) -> Void]>([])
+    private let observers = Mutex<[Int: @Sendable (SyncEvent) -> Void]>([:])
     private let nextID = Atomic<Int>(0)
     public let bufferSize: Int
 
@@ -97,12 +97,20 @@ public final class EventBus: Sendable {
         subscribers.withLock { subscribers in
             for continuation in subscribers.values { continuation.yield(event) }
         }
-        for observer in observers.withLock({ $0 }) { observer(event) }
+        for observer in observers.withLock({ $0.values }) { observer(event) }
     }
 
     /// Calls `handler` with every event, synchronously, as it is emitted. Keep it short.
-    package func observe(_ handler: @escaping @Sendable (SyncEvent) -> Void) {
-        observers.withLock { $0.append(handler) }
+    /// - Returns: what ``removeObserver(_:)`` takes to stop the calls.
+    @discardableResult
+    package func observe(_ handler: @escaping @Sendable (SyncEvent) -> Void) -> Int {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        observers.withLock { $0[id] = handler }
+        return id
+    }
+
+    package func removeObserver(_ id: Int) {
+        _ = observers.withLock { $0.removeValue(forKey: id) }
     }
 
     public func finish() {

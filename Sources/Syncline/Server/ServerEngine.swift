@@ -163,8 +163,20 @@ public enum ServerEngine {
         let liveOnly = cursor == 0 && position == 0
         let records = try namespace.latestRecords(after: position, collections: collections, liveOnly: liveOnly, limit: pageSize)
         let last = records.last?.seq ?? position
-        let remaining = records.count < pageSize
-            ? 0 : try namespace.countLatestRecords(after: last, collections: collections)  // later pages hold tombstones too
+        // `remaining` is exact on a pull's first page (the device's progress total), at the cost
+        // of the delta. A later page only says whether anything is left (one probe of the index)
+        // and bounds it by the seqs after it: counting the rest on every page would make a pull of
+        // N records cost N²/page (DESIGN §5, a recorded departure from "exact" on every page).
+        // Later pages hold tombstones too, so neither reads live records only.
+        let remaining: UInt64
+        if records.count < pageSize {
+            remaining = 0
+        } else if position == cursor {
+            remaining = try namespace.countLatestRecords(after: last, collections: collections)
+        } else {
+            let next = try namespace.latestRecords(after: last, collections: collections, liveOnly: false, limit: 1)
+            remaining = next.isEmpty ? 0 : head - last
+        }
         let hasMore = remaining > 0
         // With nothing left, the cursor moves to the head so an idle device does not rescan.
         return PullPage(

@@ -67,7 +67,7 @@ private struct State: Sendable {
     var records: [CollectionName: [RecordID: RecordState]] = [:]
     var outbox: [UInt64: OutboxEntry] = [:]
     /// Positions per priority (index = raw value), ascending.
-    var drainOrder: [[UInt64]] = [[], [], []]
+    var drainOrder: [SortedPositions] = [SortedPositions(), SortedPositions(), SortedPositions()]
     var outboxByRecord: [RecordKey: [UInt64]] = [:]
     var metadata: [String: [UInt8]] = [:]
     var conflicts: [EventID: StoredConflict] = [:]
@@ -144,6 +144,12 @@ private final class InMemoryTransaction: StoreWriter {
         undo.append { [self] in state.records[record.collection]?[record.id] = old }
     }
 
+    func insertRecordIfAbsent(_ record: RecordState) throws -> Bool {
+        guard state.records[record.collection]?[record.id] == nil else { return false }
+        try putRecord(record)  // checks the size once (the protocol's default encodes twice)
+        return true
+    }
+
     func removeRecord(_ key: RecordKey) throws {
         guard let old = state.records[key.collection]?.removeValue(forKey: key.id) else { return }
         undo.append { [self] in state.records[key.collection, default: [:]][key.id] = old }
@@ -156,6 +162,12 @@ private final class InMemoryTransaction: StoreWriter {
 
     func putOutboxEntry(_ entry: OutboxEntry) throws {
         let old = state.outbox[entry.position]
+        if let old, old.priority == entry.priority, old.change.key == entry.change.key {
+            // Rewritten in place (marked sent, coalesced): its place in both orders stays.
+            state.outbox[entry.position] = entry
+            undo.append { [self] in state.outbox[entry.position] = old }
+            return
+        }
         if let old { removeEntry(old) }
         insertEntry(entry)
         undo.append { [self] in
@@ -192,13 +204,13 @@ private final class InMemoryTransaction: StoreWriter {
 
     private func insertEntry(_ entry: OutboxEntry) {
         state.outbox[entry.position] = entry
-        Self.insertSorted(entry.position, into: &state.drainOrder[Int(entry.priority.rawValue)])
+        state.drainOrder[Int(entry.priority.rawValue)].insert(entry.position)
         Self.insertSorted(entry.position, into: &state.outboxByRecord[entry.change.key, default: []])
     }
 
     private func removeEntry(_ entry: OutboxEntry) {
         state.outbox[entry.position] = nil
-        Self.removeSorted(entry.position, from: &state.drainOrder[Int(entry.priority.rawValue)])
+        state.drainOrder[Int(entry.priority.rawValue)].remove(entry.position)
         let key = entry.change.key
         Self.removeSorted(entry.position, from: &state.outboxByRecord[key, default: []])
         if state.outboxByRecord[key]?.isEmpty == true { state.outboxByRecord[key] = nil }
@@ -220,15 +232,37 @@ private final class InMemoryTransaction: StoreWriter {
     }
 }
 
-extension Array {
-    /// The first index whose element satisfies `predicate`, for an array partitioned by it.
-    fileprivate func partitioningIndex(where predicate: (Element) -> Bool) -> Int {
-        var low = 0
-        var high = count
-        while low < high {
-            let middle = (low + high) / 2
-            if predicate(self[middle]) { high = middle } else { low = middle + 1 }
+/// Ascending outbox positions of one priority. Entries leave mostly from the front (the outbox
+/// drains in order), so the front is trimmed by moving an offset rather than shifting the array
+/// for every entry sent (which made draining N entries cost N²).
+private struct SortedPositions: Sendable, Sequence {
+    private var storage: [UInt64] = []
+    private var start = 0
+
+    func makeIterator() -> ArraySlice<UInt64>.Iterator { storage[start...].makeIterator() }
+
+    mutating func insert(_ position: UInt64) {
+        if start == storage.count {
+            storage.removeAll(keepingCapacity: true)
+            start = 0
         }
-        return low
+        guard let last = storage.last, last >= position else { return storage.append(position) }
+        let index = storage[start...].partitioningIndex { $0 >= position }
+        if index < storage.count, storage[index] == position { return }
+        storage.insert(position, at: index)
+    }
+
+    mutating func remove(_ position: UInt64) {
+        let index = storage[start...].partitioningIndex { $0 >= position }
+        guard index < storage.count, storage[index] == position else { return }
+        if index == start {
+            start += 1
+            if start >= 64 && start * 2 >= storage.count {
+                storage.removeFirst(start)
+                start = 0
+            }
+        } else {
+            storage.remove(at: index)
+        }
     }
 }

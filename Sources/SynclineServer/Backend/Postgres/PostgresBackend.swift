@@ -90,7 +90,8 @@ public final class PostgresBackend: ServerBackend, Service {
             try await statements.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { statements in
                 var state = try await statements.readNamespace(namespace)
                 // What ServerEngine.pull reads, read up front in this snapshot (anything else it
-                // asks for is read on demand): the page after `position` and, when it is full, the count after it.
+                // asks for is read on demand): the page after `position` and, when it is full, the count after it (first page) or
+                // whether anything is after it (later pages).
                 let page = PostgresNamespaceState.PageRequest(
                     position: position, collections: collections, liveOnly: cursor == 0 && position == 0,
                     limit: max(1, min(limit, engine.maxPageSize))
@@ -100,7 +101,15 @@ public final class PostgresBackend: ServerBackend, Service {
                 } else if position >= cursor {
                     try await statements.readPage(page, into: &state)
                     if let records = state.pages[page], records.count == page.limit, let last = records.last {
-                        try await statements.readCount(.init(position: last.seq, collections: collections), into: &state)
+                        // A first page counts what is left; a later one asks whether anything is.
+                        if position == cursor {
+                            try await statements.readCount(.init(position: last.seq, collections: collections), into: &state)
+                        } else {
+                            let probe = PostgresNamespaceState.PageRequest(
+                                position: last.seq, collections: collections, liveOnly: false, limit: 1
+                            )
+                            try await statements.readPage(probe, into: &state)
+                        }
                     }
                 }
                 return try await Self.run(statements, &state) { state in
