@@ -123,6 +123,24 @@ struct PipelineSuite {
             report.notes.append("e2e_inmemory: device A upserts N records and syncs; rate until device B has all N, against the in-memory server applying the same batches directly")
         }
 
+        if durability == .app && (options.only == nil || "e2e_rest".contains(options.only!)) {
+            let records = max(Int(20_000 * options.scale) / NetworkSuite.batchSize, 2) * NetworkSuite.batchSize
+            var pairs: [(Double, Double)] = []
+            for run in 0..<max(options.repeats, 1) {
+                pairs.append(try await EndToEndREST.measure(records: records, root: root, run: run))
+            }
+            let median = medianByRatio(pairs) { $0.0 / $0.1 }
+            report.rows.append(
+                BenchRow(
+                    name: "e2e_rest", store: "sqlite", perTransaction: 500, durability: "app", opsPerSecond: median.0,
+                    baselineOpsPerSecond: median.1, unit: "changes/s"
+                )
+            )
+            report.notes.append(
+                "e2e_rest: device A (SQLite, REST) drains \(records) queued changes to syncline-server on loopback while device B (SQLite, REST) pulls them, until B has all; against the SQLite backend applying the same records in batches of 500 (push_throughput's baseline)"
+            )
+        }
+
         if durability == .app && (options.only == nil || "observe_update".contains(options.only!)) {
             let large = max(Int(100_000 * options.scale), 1_000)
             let small = max(large / 100, 100)

@@ -321,12 +321,14 @@ package actor LocalStore {
     // MARK: Outbox
 
     /// The next batch in drain order, cut by count and encoded bytes, marked as sent. Each entry
-    /// comes with its encoded size, measured once here.
-    package func nextBatch(maxChanges: Int, maxBytes: Int) throws -> [QueuedChange] {
+    /// comes with its encoded size, measured once here. Entries at `skipping` (pushed, their
+    /// answer not applied yet) are left out.
+    package func nextBatch(maxChanges: Int, maxBytes: Int, skipping: Set<UInt64> = []) throws -> [QueuedChange] {
         try store.write { tx in
             var batch: [QueuedChange] = []
             var bytes = 0
-            for entry in try tx.outbox(limit: maxChanges) {
+            for entry in try tx.outbox(limit: maxChanges + skipping.count) where !skipping.contains(entry.position) {
+                if batch.count == maxChanges { break }
                 let size = Self.encodedSize(entry.change)
                 if !batch.isEmpty && bytes + size > maxBytes { break }
                 batch.append(QueuedChange(entry: entry, bytes: size))

@@ -1,3 +1,4 @@
+import AsyncAlgorithms
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -138,9 +139,52 @@ public final class SyncClient: Sendable {
         try await syncGate.run {
             var stats = SyncStats()
             let policies = self.policies.withLock { $0 }
-            try await outbox.drain(policy: { policies[$0] ?? .lastWriterWins }, stats: &stats)
+            try await pushAll(policy: { policies[$0] ?? .lastWriterWins }, stats: &stats)
             return stats
         }
+    }
+
+    /// Everything queued, outbox → transport → reconciler (DESIGN §3): the outbox pushes batch
+    /// after batch while the reconciler applies the answers it hands over on a channel (no
+    /// buffer: the outbox waits for the reconciler to take each one). Both end when the outbox
+    /// is empty and every answer is applied; the first error ends both and is thrown, with what
+    /// each had done counted in `stats`.
+    private func pushAll(policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats) async throws {
+        let inbound = AsyncChannel<Inbound>()
+        let inFlight = InFlight()
+        let (outbox, reconciler) = (self.outbox, self.reconciler)
+        let (parts, failure) = await withTaskGroup(of: (SyncStats, (any Error)?).self) { group in
+            group.addTask {
+                var stats = SyncStats()
+                defer { inbound.finish() }
+                do {
+                    try await outbox.drain(into: inbound, inFlight: inFlight, stats: &stats)
+                    return (stats, nil)
+                } catch {
+                    return (stats, error)
+                }
+            }
+            group.addTask {
+                do {
+                    return (try await reconciler.apply(inbound, inFlight: inFlight, policy: policy), nil)
+                } catch {
+                    return (SyncStats(), error)
+                }
+            }
+            var parts = SyncStats()
+            var failure: (any Error)?
+            for await (part, error) in group {
+                parts.add(part)
+                if let error, failure == nil {
+                    failure = error
+                    group.cancelAll()
+                    inbound.finish()
+                }
+            }
+            return (parts, failure)
+        }
+        stats.add(parts)
+        if let failure { throw failure }
     }
 
     /// The pipeline's state as a snapshot: pending changes, last sync, connectivity, last error.
@@ -410,10 +454,10 @@ public final class SyncClient: Sendable {
                 // A device that never heard the server's time pulls first: the page says it, so
                 // changes written offline by a wrong clock are re-stamped before they go out.
                 if try await !local.knowsServerTime() { try await reconciler.pullAll(policy: policy, stats: &stats) }
-                try await outbox.drain(policy: policy, stats: &stats)
+                try await pushAll(policy: policy, stats: &stats)
                 try await reconciler.pullAll(policy: policy, stats: &stats)
                 // Answers to merges queued while pulling go out at once.
-                if try await local.pendingCount() > 0 { try await outbox.drain(policy: policy, stats: &stats) }
+                if try await local.pendingCount() > 0 { try await pushAll(policy: policy, stats: &stats) }
             } catch {
                 stats.duration = clock.now - start
                 // Cancelled by the caller: not an error and not a sign of being offline, whatever

@@ -69,6 +69,17 @@ public struct SyncStats: Sendable, Hashable {
     public var duration: Duration = .zero
 
     public init() {}
+
+    /// Adds the counts of another part of the same sync (the duration is the caller's).
+    package mutating func add(_ other: SyncStats) {
+        pushed += other.pushed
+        pulled += other.pulled
+        conflicts += other.conflicts
+        resolved += other.resolved
+        errors += other.errors
+        bytesUp += other.bytesUp
+        bytesDown += other.bytesDown
+    }
 }
 
 /// Delivers events to any number of subscribers, each with a bounded buffer: a subscriber that
