@@ -335,6 +335,7 @@ final class LevelDBTransaction: StoreWriter {
     func outboxCount() throws -> Int { state.index.count }
 
     func outboxBytes() throws -> Int { state.index.bytes }
+    func outboxChangeSize(position: UInt64) throws -> Int? { state.index.item(position)?.bytes }
 
     func allocateOutboxPosition() throws -> UInt64 { state.index.allocate() }
 

@@ -316,6 +316,7 @@ final class SQLiteStoreConnection: StoreWriter {
     func outboxCount() throws -> Int { index.count }
 
     func outboxBytes() throws -> Int { index.bytes }
+    func outboxChangeSize(position: UInt64) throws -> Int? { index.item(position)?.bytes }
 
     func allocateOutboxPosition() throws -> UInt64 {
         guard index.lastSeq < SQLiteStore.maxOutboxSeq else {

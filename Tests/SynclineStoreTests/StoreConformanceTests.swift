@@ -223,7 +223,16 @@ struct StoreConformanceTests {
             }
         }
         func check(_ what: String) throws {
-            try store.read { tx throws in #expect(try tx.outboxBytes() == (try expected(tx)), "\(what)") }
+            try store.read { tx throws in
+                #expect(try tx.outboxBytes() == (try expected(tx)), "\(what)")
+                // A store that knows each entry's size (the cut of a batch uses it) knows it right.
+                for entry in try tx.outbox(limit: 100_000) {
+                    var writer = BinaryWriter()
+                    writer.write(entry.change)
+                    let known = try tx.outboxChangeSize(position: entry.position)
+                    #expect(known == nil || known == writer.bytes.count, "\(what): entry \(entry.position) size \(String(describing: known))")
+                }
+            }
         }
         try check("empty")
         try store.write { tx throws in
@@ -236,8 +245,12 @@ struct StoreConformanceTests {
             let first = try #require(try tx.outbox(limit: 1).first)
             try tx.enqueue(Sample.change(1_000, record: "r0", fields: ["n": 1]), priority: .high)  // promoted
             try tx.markSent([first.position])
+            try tx.markSent(try tx.outbox(limit: 3))  // the form that does not read them again
         }
-        try check("after a promotion and a sent mark")
+        try check("after a promotion and sent marks")
+        try store.read { tx throws in
+            #expect(try tx.outbox(limit: 3).allSatisfy(\.sent), "marked sent, both forms")
+        }
         #expect(throws: StoreConformanceTests.Boom.self) {
             try store.write { tx throws in
                 try tx.enqueue(Sample.change(2_000, record: "new", fields: ["n": 1]), priority: .low)

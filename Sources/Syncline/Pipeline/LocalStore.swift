@@ -329,12 +329,12 @@ package actor LocalStore {
             var bytes = 0
             for entry in try tx.outbox(limit: maxChanges + skipping.count) where !skipping.contains(entry.position) {
                 if batch.count == maxChanges { break }
-                let size = Self.encodedSize(entry.change)
+                let size = try tx.outboxChangeSize(position: entry.position) ?? Self.encodedSize(entry.change)
                 if !batch.isEmpty && bytes + size > maxBytes { break }
                 batch.append(QueuedChange(entry: entry, bytes: size))
                 bytes += size
             }
-            try tx.markSent(batch.filter { !$0.entry.sent }.map(\.entry.position))
+            try tx.markSent(batch.map(\.entry))
             return batch
         }
     }

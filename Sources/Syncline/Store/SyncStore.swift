@@ -86,6 +86,9 @@ public protocol StoreReader {
     /// The binary-encoded size of the queued changes (what their batches carry before
     /// compression), for progress: ``SyncEvent/pushProgress(done:total:bytesDone:bytesTotal:)``.
     func outboxBytes() throws -> Int
+    /// The binary-encoded size of the change the entry at `position` carries, when the store
+    /// knows it without encoding the change (it keeps the entries encoded); `nil` otherwise.
+    func outboxChangeSize(position: UInt64) throws -> Int?
 
     /// A small named value (device metadata, cursor, settings of higher layers).
     func metadata(_ name: String) throws -> [UInt8]?
@@ -187,6 +190,15 @@ extension StoreWriter {
         }
     }
 
+    /// Marks entries just read as handed to a transport (as `markSent` of their positions does),
+    /// without reading them again.
+    public func markSent(_ entries: [OutboxEntry]) throws {
+        for var entry in entries where !entry.sent {
+            entry.sent = true
+            try putOutboxEntry(entry)
+        }
+    }
+
     /// Marks entries as handed to a transport, so nothing is coalesced into them any more.
     public func markSent(_ seqs: [UInt64]) throws {
         for seq in seqs {
@@ -220,6 +232,8 @@ extension StoreWriter {
 }
 
 extension StoreReader {
+    public func outboxChangeSize(position: UInt64) throws -> Int? { nil }
+
     /// The pull cursor: the server seq up to which remote changes were applied (0 before the first pull).
     public func pullCursor() throws -> UInt64 {
         guard let bytes = try metadata(MetadataName.cursor) else { return 0 }
