@@ -112,13 +112,20 @@ public final class RESTTransport: SyncTransport {
         try await pull(after: cursor, from: position, limit: limit, collections: nil, epoch: epoch)
     }
 
-    /// A page of the given collections only (all when `nil`), sending `epoch` when there is one.
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage {
+        try await pull(after: cursor, from: position, limit: limit, collections: nil, epoch: epoch, leavingOut: device)
+    }
+
+    /// A page of the given collections only (all when `nil`), sending `epoch` when there is one,
+    /// and without the entries that carry only `device`'s own writes when it is given.
     public func pull(
-        after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?, epoch: Epoch? = nil
+        after cursor: UInt64, from position: UInt64, limit: Int, collections: Set<CollectionName>?, epoch: Epoch? = nil,
+        leavingOut device: UInt64? = nil
     ) async throws -> PullPage {
         var path = "/changes?after=\(cursor)&from=\(position)&limit=\(limit)"
         if let collections { path += "&collections=" + collections.map(\.rawValue).sorted().joined(separator: ",") }
         if let epoch { path += "&epoch=\(epoch)" }
+        if let device { path += "&device=" + HLC.nodeHex(device) }
         let answer = try await send(method: .GET, path: path, body: nil)
         return try configuration.wire.decodePullPage(answer)
     }

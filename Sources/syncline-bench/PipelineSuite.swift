@@ -137,7 +137,7 @@ struct PipelineSuite {
                 )
             )
             report.notes.append(
-                "e2e_rest: device A (SQLite, REST) drains \(records) queued changes to syncline-server on loopback while device B (SQLite, REST) pulls them, until B has all; against the SQLite backend applying the same records in batches of 500 (push_throughput's baseline)"
+                "e2e_rest: device A (SQLite, REST) drains \(records) queued changes to syncline-server on loopback while device B (SQLite, REST) pulls them, until B has all (both synced a namespace of one record before); against the SQLite backend applying the same records in batches of 500 (push_throughput's baseline)"
             )
         }
 

@@ -107,6 +107,14 @@ public struct HybridClock: Sendable {
     }
 }
 
+extension HLC {
+    /// A node (device) id as the 16 hex digits of the HLC's string form.
+    public static func nodeHex(_ node: UInt64) -> String { Hex.string(node, width: 16) }
+
+    /// Parses a node id written as 1 to 16 hex digits.
+    public static func node(parsing text: String) -> UInt64? { Hex.parse(Array(text.utf8)[...]) }
+}
+
 enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 

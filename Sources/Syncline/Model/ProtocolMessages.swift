@@ -109,3 +109,24 @@ public struct PushResponse: Hashable, Sendable {
         self.epoch = epoch
     }
 }
+
+extension RemoteChange {
+    /// Whether the entry carries only `node`'s own writes (every field, or the delete), reports no
+    /// replaced write and is not a reset (which also says the record was deleted meanwhile): the
+    /// device that made them knows all of it from its acknowledgements.
+    public func carriesOnlyWrites(of node: UInt64) -> Bool {
+        guard superseded.isEmpty, !reset else { return false }
+        if deleted { return fields.isEmpty && hlc?.node == node }
+        return !fields.isEmpty && fields.values.allSatisfy { $0.hlc.node == node }
+    }
+}
+
+extension PullPage {
+    /// Leaves out the entries that carry only `node`'s own writes (DESIGN §5, `device`): a device
+    /// is not sent back what it wrote. Paging is unchanged (`cursor`, `hasMore` and `remaining`
+    /// are the page's as read), so a page may come back with fewer entries, or none.
+    public mutating func leaveOut(writesOf node: UInt64) {
+        changes.removeAll { $0.carriesOnlyWrites(of: node) }
+    }
+}
+

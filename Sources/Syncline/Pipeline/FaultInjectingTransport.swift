@@ -132,6 +132,10 @@ public final class FaultInjectingTransport: SyncTransport {
         try await plan.pull { try await base.pull(after: cursor, from: position, limit: limit, epoch: epoch) }
     }
 
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage {
+        try await plan.pull { try await base.pull(after: cursor, from: position, limit: limit, epoch: epoch, leavingOut: device) }
+    }
+
     public func liveHeads() async -> AsyncStream<UInt64> { await base.liveHeads() }
 
     public var traffic: TransportTraffic? { base.traffic }

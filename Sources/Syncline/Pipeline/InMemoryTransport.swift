@@ -47,7 +47,11 @@ public final class InMemoryTransport: SyncTransport {
     }
 
     public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
-        try await plan.pull { try await fetch(after: cursor, from: position, limit: limit, epoch: epoch) }
+        try await pull(after: cursor, from: position, limit: limit, epoch: epoch, leavingOut: nil)
+    }
+
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage {
+        try await plan.pull { try await fetch(after: cursor, from: position, limit: limit, epoch: epoch, leavingOut: device) }
     }
 
     public func liveHeads() async -> AsyncStream<UInt64> {
@@ -64,8 +68,8 @@ public final class InMemoryTransport: SyncTransport {
         return try wire.decodePushResponse(response)
     }
 
-    private func fetch(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
-        let page = try await server.pull(namespace: namespace, after: cursor, from: position, limit: limit, epoch: epoch)
+    private func fetch(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage {
+        let page = try await server.pull(namespace: namespace, after: cursor, from: position, limit: limit, epoch: epoch, leavingOut: device)
         guard let wire else { return page }
         let body = try wire.encode(page)
         count(received: body.bytes.count)

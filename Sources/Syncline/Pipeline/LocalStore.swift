@@ -46,6 +46,8 @@ package struct PageOutcome: Sendable {
 package actor LocalStore {
     package let store: any SyncStore
     package let limits: Limits
+    /// This device's node id (its HLCs carry it), fixed when the store was created.
+    package nonisolated let node: UInt64
     private var clock: HybridClock
     private var ids = EventIDGenerator()
     /// Random bits for event ids: a fast generator seeded once from the system's.
@@ -69,6 +71,7 @@ package actor LocalStore {
             return created
         }
         clock = HybridClock(node: device.deviceID, last: device.lastHLC)
+        node = device.deviceID
         try Self.upgradeDeadLetters(store)
         clockOffset = try store.read { tx in try Self.clockOffset(tx) }
         knownOffset = try store.read { tx in try tx.metadata(Self.clockOffsetName) != nil }

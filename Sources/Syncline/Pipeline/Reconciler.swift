@@ -84,7 +84,11 @@ package actor Reconciler {
             let page: PullPage
             let trafficBefore = transport.traffic
             do {
-                page = try await transport.pull(after: cursor, from: position, limit: pageSize, epoch: epoch)
+                // Not this device's own writes, which it knows from their acknowledgements; a
+                // snapshot (cursor 0) brings everything.
+                page = try await transport.pull(
+                    after: cursor, from: position, limit: pageSize, epoch: epoch, leavingOut: cursor > 0 ? local.node : nil
+                )
                 if let known = epoch, let current = page.epoch {
                     // A server (or a buffered live page) that does not check the epoch itself.
                     try ServerEngine.checkEpoch(known, current: current)

@@ -12,6 +12,10 @@ public protocol SyncTransport: Sendable {
     /// the namespace epoch the cursor belongs to (`nil` before the device knows one); a server
     /// whose epoch differs answers `.resyncRequired`.
     func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage
+    /// The same, leaving out the entries that carry only `device`'s own writes (the device knows
+    /// them from its acknowledgements; see ``PullPage/leaveOut(writesOf:)``). The default sends
+    /// everything, which is always correct, only more.
+    func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage
     /// The server's head after every commit, for live updates; a transport without a live channel
     /// returns a stream that finishes at once.
     func liveHeads() async -> AsyncStream<UInt64>
@@ -22,6 +26,10 @@ public protocol SyncTransport: Sendable {
 
 extension SyncTransport {
     public var traffic: TransportTraffic? { nil }
+
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage {
+        try await pull(after: cursor, from: position, limit: limit, epoch: epoch)
+    }
 
     /// A pull that sends no epoch (served from `cursor` whatever the namespace's epoch is).
     public func pull(after cursor: UInt64, from position: UInt64, limit: Int) async throws -> PullPage {

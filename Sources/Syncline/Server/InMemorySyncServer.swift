@@ -90,7 +90,7 @@ public actor InMemorySyncServer {
     ///   or `position` is before `cursor`.
     public func pull(
         namespace: Namespace, after cursor: UInt64, from position: UInt64? = nil, limit: Int,
-        collections: Set<CollectionName>? = nil, epoch: Epoch? = nil
+        collections: Set<CollectionName>? = nil, epoch: Epoch? = nil, leavingOut device: UInt64? = nil
     ) throws(SyncError) -> PullPage {
         let state = namespaces[namespace] ?? newNamespace()
         do {
@@ -98,6 +98,8 @@ public actor InMemorySyncServer {
                 from: state, after: cursor, from: position, limit: limit, collections: collections, epoch: epoch,
                 configuration: configuration.engine
             )
+            // A snapshot (after 0) carries everything: the device may have lost what it wrote.
+            if let device, cursor > 0 { page.leaveOut(writesOf: device) }
             page.serverTime = configuration.clock()
             return page
         } catch let error as SyncError {

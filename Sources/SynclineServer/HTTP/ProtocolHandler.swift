@@ -172,11 +172,21 @@ struct ProtocolHandler: Sendable {
         // The epoch the device's cursor belongs to (absent: served as it is, DESIGN §5).
         let epoch = try Self.single(query, "epoch").map { text throws(SyncError) in try Epoch(parsing: text) }
         let wait = try Self.unsigned(Self.single(query, "wait"), name: "wait") ?? 0
+        // The asking device (DESIGN §5, `device`): entries carrying only its own writes are left
+        // out, except in a snapshot (after 0), which carries everything.
+        let device = try Self.single(query, "device").map { text throws(SyncError) in
+            guard let node = HLC.node(parsing: text) else {
+                throw SyncError(.invalidParameter, "device must be a node id of 1 to 16 hex digits, not \(text.prefix(40))")
+            }
+            return node
+        }
         let read = { @Sendable [backend, configuration] in
-            try await backend.pull(
+            var page = try await backend.pull(
                 namespace: namespace, after: after, from: from, limit: Int(clamping: limit), collections: collections,
                 epoch: epoch, configuration: configuration.engine
             )
+            if let device, after > 0 { page.leaveOut(writesOf: device) }
+            return page
         }
         var page = wait == 0
             ? try await read()
