@@ -107,3 +107,30 @@ struct ObserveTests {
         #expect(await snapshots.next() == [Todo(id: "t1", title: "one again", done: false)])
     }
 }
+
+/// The event bus drops the oldest events of a subscriber that does not keep up, and says so.
+@Suite("Event bus losses")
+struct EventBusLossTests {
+    @Test func aSlowSubscriberIsToldHowManyEventsItLost() async {
+        let bus = EventBus(bufferSize: 4)
+        var events = bus.subscribe().makeAsyncIterator()
+        for number in 0..<10 { bus.emit(.outboxStalled(reason: "\(number)")) }  // nobody reads: 6 or more lost
+        var seen: [SyncEvent] = []
+        for _ in 0..<4 { if let event = await events.next() { seen.append(event) } }  // what the buffer held
+        bus.emit(.outboxStalled(reason: "10"))  // after a loss, the notice comes first
+        for _ in 0..<2 { if let event = await events.next() { seen.append(event) } }
+        var received: [String] = []
+        var lost = 0
+        for event in seen {
+            switch event {
+            case .outboxStalled(let reason): received.append(reason)
+            case .eventsDropped(let total): lost = max(lost, total)
+            default: Issue.record("an event nobody emitted: \(event)")
+            }
+        }
+        #expect(received.last == "10")
+        #expect(lost > 0, "told of the losses")
+        #expect(received.count + lost == 11, "every event emitted was either received or counted lost: \(received), \(lost)")
+        #expect(received == received.sorted { Int($0)! < Int($1)! }, "in order, the newest kept")
+    }
+}

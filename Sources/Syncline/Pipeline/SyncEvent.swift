@@ -18,6 +18,9 @@ public enum SyncEvent: Sendable {
     case error(SyncErrorEvent)
     /// Records whose visible state changed, by a local write or a remote one.
     case recordsChanged([RecordKey], origin: ChangeOrigin)
+    /// This subscriber's buffer was full and it lost its oldest events: `total` lost since it
+    /// subscribed. (Live queries do not depend on the stream: they miss nothing.)
+    case eventsDropped(total: Int)
 }
 
 public enum ChangeOrigin: Sendable, Hashable {
@@ -79,57 +82,6 @@ public struct SyncStats: Sendable, Hashable {
         errors += other.errors
         bytesUp += other.bytesUp
         bytesDown += other.bytesDown
-    }
-}
-
-/// Delivers events to any number of subscribers, each with a bounded buffer: a subscriber that
-/// does not keep up loses its oldest undelivered events, never blocks the pipeline.
-public final class EventBus: Sendable {
-    private let subscribers = Mutex<[Int: AsyncStream<SyncEvent>.Continuation]>([:])
-    /// Synchronous observers, called inside `emit` (for tests that must not depend on scheduling).
-    private let observers = Mutex<[Int: @Sendable (SyncEvent) -> Void]>([:])
-    private let nextID = Atomic<Int>(0)
-    public let bufferSize: Int
-
-    public init(bufferSize: Int = 256) { self.bufferSize = bufferSize }
-
-    /// A new subscription; it ends when the stream is dropped or the bus finishes.
-    public func subscribe() -> AsyncStream<SyncEvent> {
-        let (stream, continuation) = AsyncStream<SyncEvent>.makeStream(bufferingPolicy: .bufferingNewest(bufferSize))
-        let id = nextID.add(1, ordering: .relaxed).newValue
-        subscribers.withLock { $0[id] = continuation }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.subscribers.withLock { $0.removeValue(forKey: id) }
-        }
-        return stream
-    }
-
-    public func emit(_ event: SyncEvent) {
-        subscribers.withLock { subscribers in
-            for continuation in subscribers.values { continuation.yield(event) }
-        }
-        for observer in observers.withLock({ $0.values }) { observer(event) }
-    }
-
-    /// Calls `handler` with every event, synchronously, as it is emitted. Keep it short.
-    /// - Returns: what ``removeObserver(_:)`` takes to stop the calls.
-    @discardableResult
-    package func observe(_ handler: @escaping @Sendable (SyncEvent) -> Void) -> Int {
-        let id = nextID.add(1, ordering: .relaxed).newValue
-        observers.withLock { $0[id] = handler }
-        return id
-    }
-
-    package func removeObserver(_ id: Int) {
-        _ = observers.withLock { $0.removeValue(forKey: id) }
-    }
-
-    public func finish() {
-        let current = subscribers.withLock { subscribers in
-            defer { subscribers.removeAll() }
-            return Array(subscribers.values)
-        }
-        for continuation in current { continuation.finish() }
     }
 }
 
