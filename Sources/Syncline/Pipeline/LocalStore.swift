@@ -381,7 +381,7 @@ package actor LocalStore {
         let outcome = try store.write { tx -> AckOutcome in
             var outcome = AckOutcome()
             for (entry, result) in zip(entries, response.results) {
-                try Self.acknowledge(
+                try Reconciler.acknowledge(
                     entry, result, policy: policy(entry.change.collection), merged: merged[entry.change.id] ?? [:], clock: &clock,
                     ids: &ids, now: now, tx, &outcome
                 )
@@ -392,138 +392,6 @@ package actor LocalStore {
         self.clock = clock
         self.ids = ids
         return outcome
-    }
-
-    private static func acknowledge(
-        _ entry: OutboxEntry, _ result: PushResult, policy: ConflictPolicy, merged: [String: Value], clock: inout HybridClock,
-        ids: inout EventIDGenerator, now: UInt64, _ tx: any StoreWriter, _ outcome: inout AckOutcome
-    ) throws {
-        let change = entry.change
-        let key = change.key
-        try tx.removeOutboxEntries([entry.position])
-        outcome.acknowledged += 1
-        var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
-        let visibleBefore = (record.isDeleted, record.visibleFields)
-        // An answer can be older than what a pull already brought (a duplicate carries the
-        // original result): only what is newer than the record's pulled seq is news.
-        switch result {
-        case .applied(_, let seq, let fields), .duplicate(_, let seq, let fields):
-            let fresh = seq > record.seq
-            for (name, state) in fields where state.seq > record.seq && state.seq >= (record.fields[name]?.seq ?? 0) {
-                record.fields[name] = state
-            }
-            var lost: [String]
-            if change.operation == .upsert {
-                if fresh && !fields.isEmpty { record.tombstone = nil }
-                lost = change.fields.keys.filter { fields[$0]?.hlc != change.hlc }.sorted()
-                for name in change.fields.keys where Self.isCovered(record.pendingFields[name], by: change) {
-                    record.pendingFields[name] = nil
-                }
-                if record.fields.values.contains(where: { $0.hlc == change.hlc }) {
-                    record.ownWrites[change.hlc] = OwnWrite(id: change.id, seq: seq)
-                }
-            } else {
-                // Deleting what this device's own acknowledged delete left deleted changes nothing
-                // on the server (same seq): its tombstone stays the earlier delete's.
-                let alreadyDeleted = record.fields.isEmpty && record.tombstone.flatMap { record.ownWrites[$0] }?.seq == seq
-                if fresh && fields.isEmpty && !alreadyDeleted {
-                    record.fields = [:]
-                    record.tombstone = max(record.tombstone ?? change.hlc, change.hlc)
-                } else if fresh && !fields.isEmpty {
-                    record.fields = record.fields.filter { fields[$0.key] != nil }
-                    record.tombstone = nil
-                }
-                lost = fields.keys.sorted()
-                if let pending = record.pendingDelete, pending <= change.hlc { record.pendingDelete = nil }
-                if record.tombstone == change.hlc { record.ownWrites[change.hlc] = OwnWrite(id: change.id, seq: seq) }
-            }
-            var server = fields.filter { lost.contains($0.key) }
-            // Replaced by a concurrent write after it was applied, as a pull said before this
-            // (late) acknowledgement came: reported now, with the change's id.
-            if let replaced = record.lostWrites.removeValue(forKey: change.hlc) {
-                let extra = replaced.filter { !lost.contains($0) }
-                for name in extra { server[name] = record.tombstone == nil ? record.fields[name] : nil }
-                lost = (lost + extra).sorted()
-            }
-            if !lost.isEmpty {
-                let local = change.fields.filter { lost.contains($0.key) }
-                outcome.detected.append(
-                    ConflictReport(
-                        changeID: change.id, key: key, fields: lost, policy: policy.name, local: local, server: server.mapValues(\.value)
-                    )
-                )
-                if case .manual = policy {
-                    try Self.keepConflict(change.id, lost, local: local, server: server, in: &record, detected: try clock.now(wallMillis: now), tx)
-                }
-            }
-        case .rejected(_, let conflicts, let current):
-            record.lostWrites[change.hlc] = nil
-            for (name, state) in current where state.seq > record.seq && state.seq >= (record.fields[name]?.seq ?? 0) {
-                record.fields[name] = state
-            }
-            let report = ConflictReport(
-                changeID: change.id, key: key, fields: conflicts, policy: policy.name,
-                local: change.fields.filter { conflicts.contains($0.key) }, server: current.mapValues(\.value)
-            )
-            outcome.detected.append(report)
-            switch policy {
-            case .manual:
-                try Self.keepConflict(change.id, conflicts, local: change.fields, server: current, in: &record, detected: try clock.now(wallMillis: now), tx)
-            case .merge where change.operation == .upsert:
-                // Resolved before the transaction opened (see applyPushResponse).
-                var fields = change.fields
-                for (name, value) in merged { fields[name] = value }
-                let hlc = try clock.now(wallMillis: now)
-                let base = max(record.seq, current.values.map(\.seq).max() ?? 0)
-                let retry = Change(
-                    id: ids.next(wallMillis: now), collection: key.collection, record: key.id, operation: .upsert,
-                    fields: fields, hlc: hlc, base: base, mode: .reject
-                )
-                for name in change.fields.keys where Self.isCovered(record.pendingFields[name], by: change) {
-                    record.pendingFields[name] = nil
-                }
-                for (name, value) in fields where record.pendingFields[name] == nil {
-                    record.pendingFields[name] = FieldState(value: value, hlc: hlc, seq: 0)
-                }
-                try tx.enqueue(retry, priority: entry.priority)
-                outcome.resolved.append(report)
-            default:
-                // serverWins (and a rejected delete under merge): the local edit is dropped.
-                for name in change.fields.keys where Self.isCovered(record.pendingFields[name], by: change) {
-                    record.pendingFields[name] = nil
-                }
-                if let pending = record.pendingDelete, pending <= change.hlc { record.pendingDelete = nil }
-                outcome.resolved.append(report)
-            }
-        }
-        record.pruneOwnWrites()
-        try tx.putRecord(record)
-        // The device's own write, confirmed as it shows it, is no news: the app heard of it
-        // (origin .local) when it was written. Only an answer that changes what the app sees
-        // (a lost field, the server's values) is reported, as a remote change.
-        if (record.isDeleted, record.visibleFields) != visibleBefore { outcome.changedKeys.append(key) }
-    }
-
-    /// Keeps a conflict for the app to resolve (the `manual` policy) and flags its record.
-    private static func keepConflict(
-        _ id: EventID, _ names: [String], local: [String: Value], server: [String: FieldState], in record: inout RecordState,
-        detected: HLC, _ tx: any StoreWriter
-    ) throws {
-        record.conflicted = true
-        try tx.putConflict(
-            StoredConflict(
-                id: id, collection: record.collection, record: record.id, fieldNames: names, local: local, server: server,
-                detected: detected
-            )
-        )
-    }
-
-    /// Whether a pending write is settled by the answer to `change`: it is one of the change's
-    /// fields and no newer than the change (a change coalesced from earlier writes carries the
-    /// newest of their HLCs; a later local write has a greater HLC and stays pending).
-    static func isCovered(_ pending: FieldState?, by change: Change) -> Bool {
-        guard let pending else { return false }
-        return pending.hlc <= change.hlc
     }
 
     // MARK: Remote pages
@@ -587,7 +455,7 @@ package actor LocalStore {
                 var record = try tx.record(key) ?? RecordState(collection: key.collection, id: key.id)
                 let visibleBefore = (record.isDeleted, record.visibleFields)
                 for write in change.superseded where write.hlc.node == node {
-                    try Self.noteSuperseded(write, by: change, in: &record, policy: policy(key.collection), clock: &clock, now: now, tx, &outcome)
+                    try Reconciler.noteSuperseded(write, by: change, in: &record, policy: policy(key.collection), clock: &clock, now: now, tx, &outcome)
                 }
                 if change.deleted {
                     record.fields = [:]
@@ -622,35 +490,6 @@ package actor LocalStore {
         }
         self.clock = clock
         return outcome
-    }
-
-    /// A write of this device that a concurrent one replaced after the server applied it.
-    ///
-    /// Still confirmed here (the device knows the change from its acknowledgement): reported now,
-    /// before the page replaces it, so a later page that says the same finds nothing to report.
-    /// Still waiting for its acknowledgement (it was lost): kept in ``RecordState/lostWrites``
-    /// and reported with the acknowledgement, which names the change.
-    private static func noteSuperseded(
-        _ write: SupersededWrite, by change: RemoteChange, in record: inout RecordState, policy: ConflictPolicy,
-        clock: inout HybridClock, now: UInt64, _ tx: any StoreWriter, _ outcome: inout PageOutcome
-    ) throws {
-        if let id = record.ownWrites[write.hlc]?.id {
-            let names = write.deleted
-                ? (record.tombstone == write.hlc ? write.fields : [])
-                : write.fields.filter { record.fields[$0]?.hlc == write.hlc }
-            guard !names.isEmpty || (write.deleted && record.tombstone == write.hlc) else { return }
-            let local = write.deleted ? [:] : record.fields.filter { names.contains($0.key) }.mapValues(\.value)
-            let server = change.fields.filter { names.contains($0.key) }
-            outcome.detected.append(
-                ConflictReport(changeID: id, key: record.key, fields: names, policy: policy.name, local: local, server: server.mapValues(\.value))
-            )
-            if case .manual = policy {
-                try keepConflict(id, names, local: local, server: server, in: &record, detected: try clock.now(wallMillis: now), tx)
-            }
-        } else if let sent = try tx.outboxEntries(for: record.key).first(where: { $0.sent && $0.change.hlc == write.hlc }) {
-            let names = write.deleted ? write.fields : write.fields.filter { sent.change.fields[$0] != nil }
-            record.lostWrites[write.hlc] = Array(Set(record.lostWrites[write.hlc] ?? []).union(names)).sorted()
-        }
     }
 
     /// Forgets the cursor and its epoch so the next pull starts from a snapshot (after a
@@ -700,7 +539,7 @@ package actor LocalStore {
             }
             let letter = letters.remove(at: index)
             if var record = try tx.record(letter.change.key) {
-                for name in letter.change.fields.keys where Self.isCovered(record.pendingFields[name], by: letter.change) {
+                for name in letter.change.fields.keys where Reconciler.isCovered(record.pendingFields[name], by: letter.change) {
                     record.pendingFields[name] = nil
                 }
                 if let pending = record.pendingDelete, pending <= letter.change.hlc { record.pendingDelete = nil }
