@@ -18,6 +18,11 @@ import WSClient
 /// for the socket. The connection starts once the device's cursor is known (its first pull) and
 /// ends with ``close()``.
 ///
+/// All the connection's state is a ``WebSocketStateMachine`` (a value whose transitions return
+/// actions); this class only performs them: it answers pushes and pulls at once, and hands what
+/// takes time (connecting, writing frames, the ack and reconnect timers) to one `run()` loop,
+/// whose task group holds them all.
+///
 /// ```swift
 /// let transport = WebSocketTransport(url: "http://127.0.0.1:8080", namespace: ns, token: { "t0k3n" })
 /// let client = try SyncClient(namespace: ns, store: store, transport: transport)
@@ -55,33 +60,9 @@ public final class WebSocketTransport: SyncTransport {
         }
     }
 
-    private struct BufferedPage {
-        var after: UInt64
-        var from: UInt64
-        var page: PullPage
-        /// Arrival order: within a connection, pages are computed in the order they arrive.
-        var arrival = 0
-    }
-
-    private struct State {
-        var outbound: WebSocketOutboundWriter?
-        var cursor: UInt64?
-        /// The namespace epoch the cursor belongs to (sent with the hello).
-        var epoch: Epoch?
-        var cursorKnown: [CheckedContinuation<Void, Never>] = []
-        var nextBatch: UInt64 = 1
-        var acks: [UInt64: CheckedContinuation<PushResponse, any Error>] = [:]
-        var pages: [BufferedPage] = []
-        var connection: Task<Void, Never>?
-        var closed = false
-        var traffic = TransportTraffic()
-        var connections = 0
-        var pagesServedFromSocket = 0
-        var nextArrival = 0
-        /// The last page a pull got from the buffer; a pull's next page may come from the buffer
-        /// only if it continues that one and arrived after it (so it was computed after it).
-        var lastServed: (after: UInt64, cursor: UInt64, arrival: Int)?
-    }
+    private typealias Machine = WebSocketStateMachine<
+        WebSocketOutboundWriter, CheckedContinuation<PushResponse, any Error>, SystemRandomNumberGenerator
+    >
 
     public let namespace: Namespace
     public let configuration: Configuration
@@ -89,7 +70,16 @@ public final class WebSocketTransport: SyncTransport {
     public let rest: RESTTransport
     private let liveURL: String
     private let logger: Logger
-    private let state = Mutex(State())
+    /// All the connection's state; its transitions return what to do, which this class does.
+    private let machine: Mutex<Machine>
+    /// The actions that take time (connecting, writing a push's frame, the reconnect timer),
+    /// performed by `run()` as child tasks of one task group. Not bounded by a policy: each stands
+    /// for a push that waits for it, or is the one connection or reconnect of the moment.
+    private let commands: AsyncStream<Machine.Action>
+    private let commandQueue: AsyncStream<Machine.Action>.Continuation
+    /// The pushes waiting for an ack, with when they time out, in send order (as many as pushes wait).
+    private let ackDeadlines: AsyncStream<(UInt64, ContinuousClock.Instant)>
+    private let ackDeadlineQueue: AsyncStream<(UInt64, ContinuousClock.Instant)>.Continuation
     /// The newest head heard (a welcome, a page, or this device's own acknowledged push), given to
     /// `liveHeads()` subscribers.
     private let heads = HeadBroadcaster()
@@ -105,6 +95,15 @@ public final class WebSocketTransport: SyncTransport {
         self.namespace = namespace
         self.configuration = configuration
         self.logger = logger
+        machine = Mutex(
+            Machine(
+                ackTimeout: configuration.ackTimeout, initialBackoff: configuration.initialBackoff,
+                maxBackoff: configuration.maxBackoff, bufferedPages: configuration.bufferedPages,
+                random: SystemRandomNumberGenerator()
+            )
+        )
+        (commands, commandQueue) = AsyncStream.makeStream()
+        (ackDeadlines, ackDeadlineQueue) = AsyncStream.makeStream()
         var hostPart = base
         var secure = false
         for (prefix, isSecure) in [("https://", true), ("wss://", true), ("http://", false), ("ws://", false)] where base.hasPrefix(prefix) {
@@ -136,30 +135,26 @@ public final class WebSocketTransport: SyncTransport {
     }
 
     deinit {
-        state.withLock { $0.connection?.cancel() }
+        commandQueue.finish()
+        ackDeadlineQueue.finish()
     }
 
     /// Ends the connection; later calls go over REST.
     public func close() {
-        let task = state.withLock { state in
-            state.closed = true
-            return state.connection
-        }
-        task?.cancel()
-        heads.finish()
+        perform(machine.withLock { $0.close() })
     }
 
     /// Whether the socket is open now.
-    public var isConnected: Bool { state.withLock { $0.outbound != nil } }
+    public var isConnected: Bool { machine.withLock { $0.outbound != nil } }
 
     /// How many times the socket was opened, and how many pulls were answered from it (for tests
     /// and diagnostics).
     public var statistics: (connections: Int, pagesFromSocket: Int) {
-        state.withLock { ($0.connections, $0.pagesServedFromSocket) }
+        machine.withLock { ($0.connections, $0.pagesServedFromSocket) }
     }
 
     public var traffic: TransportTraffic? {
-        let own = state.withLock { $0.traffic }
+        let own = machine.withLock { $0.traffic }
         let viaREST = rest.traffic ?? TransportTraffic()
         return TransportTraffic(bytesSent: own.bytesSent + viaREST.bytesSent, bytesReceived: own.bytesReceived + viaREST.bytesReceived)
     }
@@ -168,70 +163,24 @@ public final class WebSocketTransport: SyncTransport {
 
     public func push(_ batch: ChangeBatch) async throws -> PushResponse {
         startIfNeeded()
-        guard let (outbound, number) = state.withLock({ state -> (WebSocketOutboundWriter, UInt64)? in
-            guard let outbound = state.outbound else { return nil }
-            defer { state.nextBatch += 1 }
-            return (outbound, state.nextBatch)
-        }) else {
+        guard case .socket(let number) = machine.withLock({ $0.pushRequested() }) else {
             return try await rest.push(batch)
         }
-        let timeout = configuration.ackTimeout
-        let timer = Task {
-            try await Task.sleep(for: timeout)
-            self.failAck(number, SyncError(.transportUnavailable, "no ack for batch \(number) within \(timeout)"))
-        }
-        defer { timer.cancel() }
         return try await withCheckedThrowingContinuation { continuation in
-            state.withLock { $0.acks[number] = continuation }
-            Task {
-                do {
-                    try await self.send(.push(batch: number, batch), on: outbound)
-                } catch {
-                    self.failAck(number, SyncError(.transportUnavailable, "the push could not be sent: \(error)"))
-                }
-            }
+            perform(machine.withLock { $0.pushWaiting(number, batch, waiter: continuation) })
         }
     }
 
     public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
-        let newestHead = heads.latest(namespace: namespace)
-        let buffered = state.withLock { state -> PullPage? in
-            if cursor == position {
-                state.cursor = cursor
-                state.epoch = epoch
-                for waiting in state.cursorKnown { waiting.resume() }
-                state.cursorKnown = []
-            }
-            // Pages older than what the device asks for will never be asked for.
-            state.pages.removeAll { $0.after < cursor || ($0.after == cursor && $0.from < position) }
-            // Paging keeps `after` fixed and is safe only when each page is read after the one
-            // before it: a continuation comes from the buffer only after a buffered page it
-            // continues, and only if it arrived later.
-            let continuing = state.lastServed
-            guard
-                let index = state.pages.firstIndex(where: { page in
-                    guard page.after == cursor && page.from == position else { return false }
-                    // A page of another epoch is left to the server's answer (410).
-                    if let epoch, let pageEpoch = page.page.epoch, pageEpoch != epoch { return false }
-                    // Only a page as fresh as anything heard since (a newer commit, or this
-                    // device's own acknowledged push) answers a pull: sync() means "up to now".
-                    guard page.page.head >= (newestHead ?? 0) else { return false }
-                    if cursor == position { return true }
-                    guard let continuing else { return false }
-                    return continuing.after == cursor && continuing.cursor == position && page.arrival > continuing.arrival
-                })
-            else {
-                state.lastServed = nil
-                return nil
-            }
-            let served = state.pages.remove(at: index)
-            state.lastServed = (cursor, served.page.cursor, served.arrival)
-            state.pagesServedFromSocket += 1
-            return served.page
-        }
+        let (route, actions) = machine.withLock { $0.pullRequested(after: cursor, from: position, epoch: epoch) }
+        perform(actions)
         startIfNeeded()
-        if let buffered { return buffered }
-        return try await rest.pull(after: cursor, from: position, limit: limit, epoch: epoch)
+        switch route {
+        case .serve(let page):
+            return page
+        case .rest:
+            return try await rest.pull(after: cursor, from: position, limit: limit, epoch: epoch)
+        }
     }
 
     public func liveHeads() async -> AsyncStream<UInt64> {
@@ -239,176 +188,164 @@ public final class WebSocketTransport: SyncTransport {
         return heads.subscribe(namespace: namespace)
     }
 
-    // MARK: Connection
+    // MARK: Driving the state machine
 
     private func startIfNeeded() {
-        state.withLock { state in
-            guard state.connection == nil, !state.closed else { return }
-            state.connection = Task { [weak self] in await self?.maintainConnection() }
-        }
+        perform(machine.withLock { $0.connectRequested() })
     }
 
-    /// Connects, reads until the socket ends, and reconnects with backoff, until closed.
-    private func maintainConnection() async {
-        // Wait until the device's cursor is known (its first pull), so the hello resumes from it.
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let known = state.withLock { state in
-                if state.cursor != nil { return true }
-                state.cursorKnown.append(continuation)
-                return false
-            }
-            if known { continuation.resume() }
-        }
-        var backoff = Backoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
-        var renewToken = false
-        while !Task.isCancelled {
-            var greeted = false
-            do {
-                let token = try await rest.token(renew: renewToken)
-                renewToken = false
-                let session = await connectOnce(token: token)
-                greeted = session.greeted  // also when the session then ended with an error
-                if let error = session.error { throw error }
-            } catch {
-                logger.debug("live connection failed", metadata: ["syncline.error": "\(error)"])
-                // An upgrade the server refused (as for a stale token), or a socket it closed because
-                // the token expired (4001 token_expired), gets one fresh token on the next attempt; a
-                // server that cannot be reached does not make us ask for one.
-                renewToken =
-                    (error as? WebSocketClientError) == .webSocketUpgradeFailed || (error as? SyncError)?.code == .unauthorized
-            }
-            disconnected()
-            if greeted { backoff.reset() }
-            do {
-                try await backoff.wait()
-            } catch {
-                return
+    /// Performs actions that take no time here, and hands the others to `run()`.
+    private func perform(_ actions: [Machine.Action]) {
+        for action in actions {
+            switch action {
+            case .startRunLoop:
+                // The one task of the transport: SyncTransport has no lifecycle of its own, so the
+                // first request starts it and close() (or deinit) ends it, with everything in it.
+                let commands = self.commands
+                Task { await self.run(commands) }
+            case .resume(let waiter, let result):
+                switch result {
+                case .success(let response): waiter.resume(returning: response)
+                case .failure(let error): waiter.resume(throwing: error)
+                }
+            case .publishHead(let head, let notify):
+                heads.publish(head, namespace: namespace, notify: notify)
+            case .finish:
+                heads.finish()
+                commandQueue.finish()
+                ackDeadlineQueue.finish()
+            case .scheduleAckTimeout(let batch, let delay):
+                ackDeadlineQueue.yield((batch, ContinuousClock.now + delay))
+            case .connect, .send, .scheduleReconnect:
+                commandQueue.yield(action)
+            case .endConnection(let error):
+                // Only returned while a connection reads its frames, which handles it itself.
+                logger.debug("live connection ended", metadata: ["syncline.error": "\(error)"])
             }
         }
     }
 
-    /// One connection: hello, then messages until it ends.
-    /// - Returns: whether the server welcomed it, and the error that ended it, if any.
-    private func connectOnce(token: String) async -> (greeted: Bool, error: (any Error)?) {
-        let greeted = Mutex(false)
-        var clientConfiguration = WebSocketClientConfiguration(maxFrameSize: configuration.maxMessageBytes)
-        clientConfiguration.additionalHeaders[.authorization] = "Bearer \(token)"
-        let closeFrame: WebSocketCloseFrame?
-        do {
-            closeFrame = try await WebSocketClient.connect(
-                url: liveURL, configuration: clientConfiguration,
-                tlsConfiguration: configuration.trust == .system ? nil : configuration.trust.tlsConfiguration, logger: logger
-            ) { inbound, outbound, _ in
-                let (cursor, epoch) = self.state.withLock { ($0.cursor ?? 0, $0.epoch) }
-                try await self.send(.hello(cursor: cursor, epoch: epoch), on: outbound)
-                for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {
-                    let decoded: LiveMessage
-                    switch message {
-                    case .text(let text):
-                        self.count(received: text.utf8.count)
-                        decoded = try LiveMessage.decodeJSON(Array(text.utf8))
-                    case .binary(let buffer):
-                        self.count(received: buffer.readableBytes)
-                        decoded = try LiveMessage.decodeBinary(Array(buffer.readableBytesView))
+    /// The connection's lifecycle: connects, reconnects with backoff, writes pushes and times their
+    /// acks, each a child task of one group, until ``close()`` finishes the command stream, which
+    /// cancels them all.
+    private func run(_ commands: AsyncStream<Machine.Action>) async {
+        await withDiscardingTaskGroup { group in
+            // Every ack timeout has the same length and is scheduled in send order, so one timer
+            // takes them in turn (a push answered meanwhile makes its timeout a no-op).
+            group.addTask {
+                for await (batch, deadline) in self.ackDeadlines {
+                    do {
+                        try await Task.sleep(until: deadline, clock: .continuous)
+                    } catch {
+                        return  // closed
                     }
-                    switch decoded {
-                    case .welcome(let head, _, _):
-                        greeted.withLock { $0 = true }
-                        self.connected(outbound, head: head)
-                    case .ack(let number, let response):
-                        self.resolveAck(number, .success(response))
-                    case .changes(let after, let from, let page):
-                        self.buffer(BufferedPage(after: after, from: from, page: page))
-                    case .error(let code, let message, let batch):
-                        let error = SyncError(SyncError.Code(description: code) ?? .transportUnavailable, message)
-                        if let batch {
-                            self.resolveAck(batch, .failure(error))
-                        } else {
-                            if error.code == .resyncRequired {
-                                // The hello's epoch is stale (the server was restored): the next
-                                // hello asks for a snapshot, which the reconciler's resync takes.
-                                self.state.withLock { state in
-                                    state.cursor = 0
-                                    state.epoch = nil
-                                }
-                            }
-                            throw error  // the server closes after a connection-level error
-                        }
-                    case .hello, .push:
-                        throw SyncError(.malformedInput, "the server sent a client message")
-                    }
+                    self.perform(self.machine.withLock { $0.ackTimedOut(batch) })
                 }
             }
+            for await command in commands {
+                switch command {
+                case .connect(let renewToken):
+                    group.addTask { await self.connection(renewToken: renewToken) }
+                case .send(let message, let outbound, let batch):
+                    group.addTask {
+                        do {
+                            try await self.send(message, on: outbound)
+                        } catch {
+                            guard let batch else { return }
+                            self.perform(self.machine.withLock { $0.sendFailed(batch, Self.syncError(error)) })
+                        }
+                    }
+                case .scheduleReconnect(let delay):
+                    group.addTask {
+                        do {
+                            try await Task.sleep(for: delay)
+                        } catch {
+                            return  // closed
+                        }
+                        self.perform(self.machine.withLock { $0.backoffElapsed() })
+                    }
+                case .startRunLoop, .resume, .publishHead, .scheduleAckTimeout, .endConnection, .finish:
+                    perform([command])
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// One connection: a token, the socket, the hello, then frames until it ends.
+    private func connection(renewToken: Bool) async {
+        let end: Machine.ConnectionEnd
+        do {
+            let token = try await rest.token(renew: renewToken)
+            end = try await session(token: token)
+        } catch let error as WebSocketClientError where error == .webSocketUpgradeFailed {
+            end = .refused
         } catch {
-            return (greeted.withLock { $0 }, error)
+            end = .failed(Self.syncError(error))
         }
-        if closeFrame?.closeCode == Self.tokenExpiredCloseCode {
-            return (greeted.withLock { $0 }, SyncError(.unauthorized, "the server closed the live socket: the token expired"))
+        if case .failed(let error) = end {
+            logger.debug("live connection failed", metadata: ["syncline.error": "\(error)"])
         }
-        return (greeted.withLock { $0 }, nil)
+        perform(machine.withLock { $0.connectionEnded(end) })
+    }
+
+    private func session(token: String) async throws -> Machine.ConnectionEnd {
+        var clientConfiguration = WebSocketClientConfiguration(maxFrameSize: configuration.maxMessageBytes)
+        clientConfiguration.additionalHeaders[.authorization] = "Bearer \(token)"
+        let closeFrame = try await WebSocketClient.connect(
+            url: liveURL, configuration: clientConfiguration,
+            tlsConfiguration: configuration.trust == .system ? nil : configuration.trust.tlsConfiguration, logger: logger
+        ) { inbound, outbound, _ in
+            try await self.performInConnection(self.machine.withLock { $0.connectionOpened(outbound) })
+            for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {
+                let decoded: LiveMessage
+                let bytes: Int
+                switch message {
+                case .text(let text):
+                    bytes = text.utf8.count
+                    decoded = try LiveMessage.decodeJSON(Array(text.utf8))
+                case .binary(let buffer):
+                    bytes = buffer.readableBytes
+                    decoded = try LiveMessage.decodeBinary(Array(buffer.readableBytesView))
+                }
+                try await self.performInConnection(self.machine.withLock { $0.messageReceived(decoded, bytes: bytes) })
+            }
+        }
+        return .closed(code: closeFrame?.closeCode)
+    }
+
+    /// Actions returned while a connection reads: its own frames (the hello) are written here, and
+    /// `endConnection` ends it.
+    private func performInConnection(_ actions: [Machine.Action]) async throws {
+        for action in actions {
+            switch action {
+            case .send(let message, let outbound, .none):
+                try await send(message, on: outbound)
+            case .endConnection(let error):
+                throw error
+            default:
+                perform([action])
+            }
+        }
     }
 
     /// The close code the server ends a live socket with when its token expired (reason `token_expired`).
-    static let tokenExpiredCloseCode = WebSocketErrorCode(codeNumber: 4001)
+    static let tokenExpiredCloseCode = Machine.tokenExpiredCloseCode
+
+    private static func syncError(_ error: any Error) -> SyncError {
+        error as? SyncError ?? SyncError(.transportUnavailable, "\(error)")
+    }
 
     private func send(_ message: LiveMessage, on outbound: WebSocketOutboundWriter) async throws {
         switch configuration.wire.format {
         case .json:
             let bytes = try message.encodeJSON()
-            count(sent: bytes.count)
+            machine.withLock { $0.sent(bytes: bytes.count) }
             try await outbound.write(.text(String(decoding: bytes, as: UTF8.self)))
         case .binary:
             let bytes = message.encodeBinary()
-            count(sent: bytes.count)
+            machine.withLock { $0.sent(bytes: bytes.count) }
             try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
-        }
-    }
-
-    private func connected(_ outbound: WebSocketOutboundWriter, head: UInt64) {
-        state.withLock { state in
-            state.outbound = outbound
-            state.connections += 1
-        }
-        heads.publish(head, namespace: namespace)
-    }
-
-    private func disconnected() {
-        let waiting = state.withLock { state -> [CheckedContinuation<PushResponse, any Error>] in
-            state.outbound = nil
-            defer { state.acks = [:] }
-            return Array(state.acks.values)
-        }
-        for continuation in waiting {
-            continuation.resume(throwing: SyncError(.transportUnavailable, "the live connection closed before the ack"))
-        }
-    }
-
-    private func buffer(_ page: BufferedPage) {
-        state.withLock { state in
-            var page = page
-            page.arrival = state.nextArrival
-            state.nextArrival += 1
-            state.pages.append(page)
-            if state.pages.count > configuration.bufferedPages { state.pages.removeFirst(state.pages.count - configuration.bufferedPages) }
-        }
-        heads.publish(page.page.head, namespace: namespace)
-    }
-
-    private func resolveAck(_ number: UInt64, _ result: Result<PushResponse, any Error>) {
-        // The own push's head makes older pages stale, without waking the sync loop again.
-        if case .success(let response) = result { heads.publish(response.head, namespace: namespace, notify: false) }
-        let waiting = state.withLock { $0.acks.removeValue(forKey: number) }
-        waiting?.resume(with: result)
-    }
-
-    private func failAck(_ number: UInt64, _ error: SyncError) {
-        resolveAck(number, .failure(error))
-    }
-
-    private func count(sent: Int = 0, received: Int = 0) {
-        state.withLock {
-            $0.traffic.bytesSent += sent
-            $0.traffic.bytesReceived += received
         }
     }
 }
