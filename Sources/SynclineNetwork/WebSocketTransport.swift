@@ -172,14 +172,21 @@ public final class WebSocketTransport: SyncTransport {
     }
 
     public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?) async throws -> PullPage {
+        try await pull(after: cursor, from: position, limit: limit, epoch: epoch, leavingOut: nil)
+    }
+
+    /// A page from the socket when one continues the cursor, else over REST; without the entries
+    /// that carry only `device`'s own writes when it is given (not in a snapshot, after 0).
+    public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage {
         let (route, actions) = machine.withLock { $0.pullRequested(after: cursor, from: position, epoch: epoch) }
         perform(actions)
         startIfNeeded()
         switch route {
-        case .serve(let page):
+        case .serve(var page):
+            if let device, cursor > 0 { page.leaveOut(writesOf: device) }
             return page
         case .rest:
-            return try await rest.pull(after: cursor, from: position, limit: limit, epoch: epoch)
+            return try await rest.pull(after: cursor, from: position, limit: limit, collections: nil, epoch: epoch, leavingOut: device)
         }
     }
 
