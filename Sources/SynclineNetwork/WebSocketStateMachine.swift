@@ -115,9 +115,12 @@ package struct WebSocketStateMachine<Outbound, Waiter, Random: RandomNumberGener
     package let bufferedPages: Int
 
     package private(set) var connection = Connection.idle
-    /// The cursor and epoch the reconciler last started a pull from (the hello resumes there).
+    /// Where the hello resumes: what the reconciler last said with ``resumeRequested(from:epoch:)``,
+    /// or, until it says it, the cursor and epoch it last started a pull from.
     package private(set) var cursor: UInt64?
     package private(set) var epoch: Epoch?
+    /// Whether the reconciler said where to resume (pulls then no longer move the resume point).
+    private var resumeGiven = false
     package private(set) var backoff: Backoff
     /// Whether the next attempt asks the token provider for a fresh token.
     package private(set) var renewToken = false
@@ -167,6 +170,18 @@ package struct WebSocketStateMachine<Outbound, Waiter, Random: RandomNumberGener
         return [.startRunLoop, .connect(renewToken: false)]
     }
 
+    /// The reconciler says where the device's applied state stands (DESIGN §3: it owns the
+    /// cursor): the next hello resumes there, and a run loop waiting for it connects. A socket
+    /// already open keeps its session (the server goes on from where it was).
+    package mutating func resumeRequested(from cursor: UInt64, epoch: Epoch?) -> [Action] {
+        self.cursor = cursor
+        self.epoch = epoch
+        resumeGiven = true
+        guard case .waitingForCursor = connection else { return [] }
+        connection = .connecting
+        return [.connect(renewToken: false)]
+    }
+
     /// A push: over the socket when welcomed (a batch number is reserved for it), else over REST.
     package mutating func pushRequested() -> PushRoute {
         guard case .connected = connection else { return .rest }
@@ -206,7 +221,7 @@ package struct WebSocketStateMachine<Outbound, Waiter, Random: RandomNumberGener
     ///   only if it arrived later.
     package mutating func pullRequested(after cursor: UInt64, from position: UInt64, epoch: Epoch?) -> (PullRoute, [Action]) {
         var actions: [Action] = []
-        if cursor == position {
+        if cursor == position && !resumeGiven {
             self.cursor = cursor
             self.epoch = epoch
             if case .waitingForCursor = connection {

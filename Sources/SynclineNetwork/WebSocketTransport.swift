@@ -190,6 +190,11 @@ public final class WebSocketTransport: SyncTransport {
         }
     }
 
+    /// Where the next hello resumes, as the reconciler says (see ``SyncTransport/resume(from:epoch:)``).
+    public func resume(from cursor: UInt64, epoch: Epoch?) async {
+        perform(machine.withLock { $0.resumeRequested(from: cursor, epoch: epoch) })
+    }
+
     public func liveHeads() async -> AsyncStream<UInt64> {
         startIfNeeded()
         return heads.subscribe(namespace: namespace)

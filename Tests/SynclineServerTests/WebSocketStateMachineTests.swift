@@ -99,6 +99,23 @@ struct WebSocketStateMachineTests {
         #expect(machine.connectionOpened("s2") == [.send(.hello(cursor: 20, epoch: epoch), on: "s2", batch: nil)])
     }
 
+    /// The reconciler says where to resume (it owns the cursor): a run loop waiting for it
+    /// connects, the hello carries it, and from then on pulls no longer move it (a pull's first
+    /// page is not taken for the device's cursor).
+    @Test func theReconcilerSaysWhereToResumeAndPullsNoLongerMoveIt() {
+        let epoch = Epoch(rawValue: 7)
+        var machine = Self.machine()
+        #expect(machine.connectRequested() == [.startRunLoop], "no cursor yet: it waits")
+        #expect(machine.resumeRequested(from: 12, epoch: epoch) == [.connect(renewToken: false)])
+        _ = machine.pullRequested(after: 3, from: 3, epoch: nil)  // a pull from elsewhere moves nothing
+        #expect(machine.connectionOpened("s1") == [.send(.hello(cursor: 12, epoch: epoch), on: "s1", batch: nil)])
+        _ = machine.welcomeReceived(head: 12, serverTime: 1, epoch: epoch)
+        #expect(machine.resumeRequested(from: 30, epoch: epoch) == [], "an open socket keeps its session")
+        _ = machine.connectionEnded(.closed(code: .goingAway))
+        #expect(machine.backoffElapsed() == [.connect(renewToken: false)])
+        #expect(machine.connectionOpened("s2") == [.send(.hello(cursor: 30, epoch: epoch), on: "s2", batch: nil)])
+    }
+
     @Test func anOpenedSocketIsIgnoredUnlessConnecting() {
         var machine = Self.machine()
         #expect(machine.connectionOpened("s1") == [])

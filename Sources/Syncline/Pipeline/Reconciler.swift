@@ -75,6 +75,8 @@ package actor Reconciler {
         var resyncs = 0
         let (start, known, everPulled) = try await local.pullPosition()
         var (cursor, epoch) = (start, known)
+        // The reconciler owns the cursor and tells the transport where the device stands.
+        await transport.resume(from: cursor, epoch: epoch)
         var position = cursor
         // A pull from 0 is a snapshot: the keys it holds tell which local records are gone. A
         // device that never pulled holds no pulled record, so its first sync keeps no key set:
@@ -102,6 +104,7 @@ package actor Reconciler {
                 position = 0
                 epoch = nil
                 snapshot = []
+                await transport.resume(from: 0, epoch: nil)
                 continue
             } catch {
                 if error is CancellationError || Task.isCancelled { throw CancellationError() }
@@ -135,7 +138,10 @@ package actor Reconciler {
             stats.conflicts += applied.detected.count
             for report in applied.detected { bus.emit(.conflictDetected(report)) }
             if !applied.changedKeys.isEmpty { bus.emit(.recordsChanged(applied.changedKeys, origin: .remote)) }
-            if !page.hasMore { return }
+            if !page.hasMore {
+                await transport.resume(from: page.cursor, epoch: epoch ?? page.epoch)
+                return
+            }
             epoch = epoch ?? page.epoch  // the rest of the pull stays in the first page's epoch
             position = page.cursor
         }

@@ -215,6 +215,9 @@ public final class SyncClient: Sendable {
     }
 
     private func runLoops() async throws {
+        // Live updates start from where the device stands (the transport does not guess it).
+        let (cursor, epoch, _) = try await local.pullPosition()
+        await transport.resume(from: cursor, epoch: epoch)
         let heads = await transport.liveHeads()
         let triggers = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let run = runs.add(1, ordering: .relaxed).newValue

@@ -136,6 +136,8 @@ public final class FaultInjectingTransport: SyncTransport {
         try await plan.pull { try await base.pull(after: cursor, from: position, limit: limit, epoch: epoch, leavingOut: device) }
     }
 
+    public func resume(from cursor: UInt64, epoch: Epoch?) async { await base.resume(from: cursor, epoch: epoch) }
+
     public func liveHeads() async -> AsyncStream<UInt64> { await base.liveHeads() }
 
     public var traffic: TransportTraffic? { base.traffic }

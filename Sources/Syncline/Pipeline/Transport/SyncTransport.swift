@@ -16,6 +16,10 @@ public protocol SyncTransport: Sendable {
     /// them from its acknowledgements; see ``PullPage/leaveOut(writesOf:)``). The default sends
     /// everything, which is always correct, only more.
     func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage
+    /// Where the device's applied state stands: the reconciler says it (it owns the cursor) when a
+    /// pull begins and ends and when live updates start, and a transport with a live channel
+    /// resumes there; the default does nothing.
+    func resume(from cursor: UInt64, epoch: Epoch?) async
     /// The server's head after every commit, for live updates; a transport without a live channel
     /// returns a stream that finishes at once.
     func liveHeads() async -> AsyncStream<UInt64>
@@ -26,6 +30,8 @@ public protocol SyncTransport: Sendable {
 
 extension SyncTransport {
     public var traffic: TransportTraffic? { nil }
+
+    public func resume(from cursor: UInt64, epoch: Epoch?) async {}
 
     public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage {
         try await pull(after: cursor, from: position, limit: limit, epoch: epoch)
