@@ -4,7 +4,7 @@ package import Syncline
 /// Everything a ``WebSocketTransport`` knows about its live connection, as a value: every event
 /// (a request of the app, a frame from the server, a timer that fired, the socket ending) is a
 /// `mutating` method that updates the state and returns the actions the transport then performs
-/// (send a frame, resume a waiting push, serve a page, schedule a reconnect…). It does no I/O,
+/// (send a frame, resume a waiting push, deliver a page, schedule a reconnect…). It does no I/O,
 /// reads no clock and starts no task, so every transition is unit-tested without a socket
 /// (`WebSocketStateMachineTests`). In the style of swift-websocket's `WebSocketStateMachine`.
 ///
@@ -13,10 +13,10 @@ package import Syncline
 ///   connected → backing off → connecting …, and closed for good), with ``Backoff`` drawing its
 ///   jitter from the injected `Random` generator, and whether the next attempt needs a new token;
 /// - **ack correlation**: batch numbers → the push waiting for each (its `Waiter`);
-/// - **the page cache**: live pages kept until the reconciler's pull asks for them, with the
-///   freshness rules of ``pullRequested(after:from:epoch:)``;
-/// - **the resume point**: the cursor and epoch the reconciler last pulled from, sent with the hello;
-/// - **accounting**: bytes on the socket, connections opened, pulls answered from the cache.
+/// - **live pages**: each page the server pushes is delivered at once, for the reconciler to apply
+///   (nothing is kept to be fetched again: a pull always asks the server);
+/// - **the resume point**: where the reconciler says the device stands, sent with the hello;
+/// - **accounting**: bytes on the socket, connections opened, pages delivered.
 ///
 /// - `Outbound`: what frames are written to (the socket's writer; anything in tests).
 /// - `Waiter`: what a push waits on (a continuation; anything in tests).
@@ -66,6 +66,8 @@ package struct WebSocketStateMachine<Outbound, Waiter, Random: RandomNumberGener
         /// Tell `liveHeads()` subscribers (only the newest value is kept there; `notify: false`
         /// records it without waking them).
         case publishHead(UInt64, notify: Bool)
+        /// Hand a page the server pushed to the `livePages()` reader.
+        case deliver(LivePage)
         /// End the current connection with this error (the server closes after a connection-level
         /// error anyway); ``connectionEnded(_:)`` follows.
         case endConnection(SyncError)
@@ -75,28 +77,12 @@ package struct WebSocketStateMachine<Outbound, Waiter, Random: RandomNumberGener
         case finish
     }
 
-    /// Where a pull is answered from.
-    package enum PullRoute: Equatable {
-        /// A page the server pushed on the socket.
-        case serve(PullPage)
-        /// Nothing fresh enough buffered: ask the server over REST.
-        case rest
-    }
-
     /// Where a push goes.
     package enum PushRoute: Equatable {
         /// Over the socket, as this batch number: call ``pushWaiting(_:_:waiter:)`` next.
         case socket(batch: UInt64)
         /// Over REST (the socket is not connected).
         case rest
-    }
-
-    package struct BufferedPage {
-        package var after: UInt64
-        package var from: UInt64
-        package var page: PullPage
-        /// Arrival order: within a connection, pages are computed in the order they arrive.
-        package var arrival: Int
     }
 
     private enum AckSlot {
@@ -111,8 +97,6 @@ package struct WebSocketStateMachine<Outbound, Waiter, Random: RandomNumberGener
     package static var tokenExpiredCloseCode: WebSocketErrorCode { WebSocketErrorCode(codeNumber: 4001) }
 
     package let ackTimeout: Duration
-    /// Pages kept for the reconciler; older ones are dropped.
-    package let bufferedPages: Int
 
     package private(set) var connection = Connection.idle
     /// Where the hello resumes: what the reconciler last said with ``resumeRequested(from:epoch:)``,
@@ -124,25 +108,20 @@ package struct WebSocketStateMachine<Outbound, Waiter, Random: RandomNumberGener
     package private(set) var backoff: Backoff
     /// Whether the next attempt asks the token provider for a fresh token.
     package private(set) var renewToken = false
-    package private(set) var pages: [BufferedPage] = []
     /// The newest head heard: a welcome, a page, or this device's own acknowledged push.
     package private(set) var newestHead: UInt64?
     package private(set) var traffic = TransportTraffic()
     /// How many times the server welcomed a socket.
     package private(set) var connections = 0
-    package private(set) var pagesServedFromSocket = 0
+    /// Pages the server pushed and the machine delivered.
+    package private(set) var pagesDelivered = 0
 
     private var random: Random
     private var nextBatch: UInt64 = 1
     private var acks: [UInt64: AckSlot] = [:]
-    private var nextArrival = 0
-    /// The last page a pull got from the buffer; a pull's next page may come from the buffer
-    /// only if it continues that one and arrived after it (so it was computed after it).
-    private var lastServed: (after: UInt64, cursor: UInt64, arrival: Int)?
 
-    package init(ackTimeout: Duration, initialBackoff: Duration, maxBackoff: Duration, bufferedPages: Int, random: Random) {
+    package init(ackTimeout: Duration, initialBackoff: Duration, maxBackoff: Duration, random: Random) {
         self.ackTimeout = ackTimeout
-        self.bufferedPages = bufferedPages
         self.random = random
         backoff = Backoff(initial: initialBackoff, maximum: maxBackoff)
     }
@@ -209,46 +188,16 @@ package struct WebSocketStateMachine<Outbound, Waiter, Random: RandomNumberGener
         }
     }
 
-    /// A pull of the reconciler. A first page (`cursor == position`) tells where the device is: the
-    /// hello resumes from it, and a run loop waiting for it connects. Buffered pages answer when
-    /// fresh enough:
-    /// - pages older than what the device asks for are dropped (they will never be asked for);
-    /// - a page of another epoch is left to the server's answer (410);
-    /// - only a page as fresh as anything heard since (a newer commit, or this device's own
-    ///   acknowledged push) answers a pull: sync() means "up to now";
-    /// - paging keeps `after` fixed and is safe only when each page is read after the one before
-    ///   it: a continuation comes from the buffer only after a buffered page it continues, and
-    ///   only if it arrived later.
-    package mutating func pullRequested(after cursor: UInt64, from position: UInt64, epoch: Epoch?) -> (PullRoute, [Action]) {
-        var actions: [Action] = []
-        if cursor == position && !resumeGiven {
-            self.cursor = cursor
-            self.epoch = epoch
-            if case .waitingForCursor = connection {
-                connection = .connecting
-                actions.append(.connect(renewToken: false))
-            }
-        }
-        pages.removeAll { $0.after < cursor || ($0.after == cursor && $0.from < position) }
-        let continuing = lastServed
-        let newestHead = self.newestHead ?? 0
-        guard
-            let index = pages.firstIndex(where: { page in
-                guard page.after == cursor && page.from == position else { return false }
-                if let epoch, let pageEpoch = page.page.epoch, pageEpoch != epoch { return false }
-                guard page.page.head >= newestHead else { return false }
-                if cursor == position { return true }
-                guard let continuing else { return false }
-                return continuing.after == cursor && continuing.cursor == position && page.arrival > continuing.arrival
-            })
-        else {
-            lastServed = nil
-            return (.rest, actions)
-        }
-        let served = pages.remove(at: index)
-        lastServed = (cursor, served.page.cursor, served.arrival)
-        pagesServedFromSocket += 1
-        return (.serve(served.page), actions)
+    /// A pull of the reconciler: always asked of the server (over REST; nothing is kept to answer
+    /// it). Until the reconciler has said where to resume, a pull's first page (`cursor ==
+    /// position`) tells where the device is, and a run loop waiting for it connects.
+    package mutating func pullRequested(after cursor: UInt64, from position: UInt64, epoch: Epoch?) -> [Action] {
+        guard cursor == position && !resumeGiven else { return [] }
+        self.cursor = cursor
+        self.epoch = epoch
+        guard case .waitingForCursor = connection else { return [] }
+        connection = .connecting
+        return [.connect(renewToken: false)]
     }
 
     /// ``WebSocketTransport/close()``: every waiting push gets an error, nothing opens again.
@@ -298,17 +247,16 @@ package struct WebSocketStateMachine<Outbound, Waiter, Random: RandomNumberGener
         return heard(head, notify: true)
     }
 
-    /// A page the server pushed (the catch-up from the hello's cursor, or a new commit): kept for
-    /// the reconciler's next pull; the oldest is dropped beyond ``bufferedPages``.
+    /// A page the server pushed (the catch-up from the hello's cursor, or a new commit): delivered
+    /// to the reconciler as it is (it applies it when it continues the device's cursor).
     package mutating func pageReceived(after: UInt64, from: UInt64, _ page: PullPage) -> [Action] {
         if case .closed = connection { return [] }
-        pages.append(BufferedPage(after: after, from: from, page: page, arrival: nextArrival))
-        nextArrival += 1
-        if pages.count > bufferedPages { pages.removeFirst(pages.count - bufferedPages) }
-        return heard(page.head, notify: true)
+        pagesDelivered += 1
+        // The page itself goes to the reconciler: its head wakes nobody.
+        return heard(page.head, notify: false) + [.deliver(LivePage(after: after, from: from, page: page))]
     }
 
-    /// An ack: its push gets the response. The push's head makes older pages stale, without
+    /// An ack: its push gets the response. Its head is recorded, without
     /// waking the sync loop again.
     package mutating func ackReceived(_ batch: UInt64, _ response: PushResponse) -> [Action] {
         heard(response.head, notify: false) + settle(batch, .success(response))

@@ -39,7 +39,8 @@ public final class WebSocketTransport: SyncTransport {
         /// Reconnection backoff: from `initialBackoff`, doubled, jittered, capped at `maxBackoff`.
         public var initialBackoff: Duration
         public var maxBackoff: Duration
-        /// Pages kept for the reconciler; older ones are dropped (it then pulls over REST). Default 16.
+        /// Live pages kept for a `livePages()` reader that is behind; older ones are dropped (the
+        /// gap makes the reconciler pull over REST). Default 16.
         public var bufferedPages: Int
         /// The certificates trusted for `https://` (`wss://`), the socket and the REST fallback alike.
         /// Default: the system's.
@@ -83,6 +84,9 @@ public final class WebSocketTransport: SyncTransport {
     /// The newest head heard (a welcome, a page, or this device's own acknowledged push), given to
     /// `liveHeads()` subscribers.
     private let heads = HeadBroadcaster()
+    /// The `livePages()` reader, when there is one, with the number of its call.
+    private let liveReader = Mutex<(call: Int, continuation: AsyncStream<LivePage>.Continuation)?>(nil)
+    private let liveCalls = Atomic<Int>(0)
 
     /// - Parameter url: the server's base URL (`http://host:port`, or `ws://host:port`); the socket
     ///   goes to `ws://host:port/v1/ns/{ns}/live` and REST to `http://host:port`. `https://` (or
@@ -98,8 +102,7 @@ public final class WebSocketTransport: SyncTransport {
         machine = Mutex(
             Machine(
                 ackTimeout: configuration.ackTimeout, initialBackoff: configuration.initialBackoff,
-                maxBackoff: configuration.maxBackoff, bufferedPages: configuration.bufferedPages,
-                random: SystemRandomNumberGenerator()
+                maxBackoff: configuration.maxBackoff, random: SystemRandomNumberGenerator()
             )
         )
         (commands, commandQueue) = AsyncStream.makeStream()
@@ -150,7 +153,7 @@ public final class WebSocketTransport: SyncTransport {
     /// How many times the socket was opened, and how many pulls were answered from it (for tests
     /// and diagnostics).
     public var statistics: (connections: Int, pagesFromSocket: Int) {
-        machine.withLock { ($0.connections, $0.pagesServedFromSocket) }
+        machine.withLock { ($0.connections, $0.pagesDelivered) }
     }
 
     public var traffic: TransportTraffic? {
@@ -175,19 +178,32 @@ public final class WebSocketTransport: SyncTransport {
         try await pull(after: cursor, from: position, limit: limit, epoch: epoch, leavingOut: nil)
     }
 
-    /// A page from the socket when one continues the cursor, else over REST; without the entries
-    /// that carry only `device`'s own writes when it is given (not in a snapshot, after 0).
+    /// A page asked of the server over REST (pages the socket brings go to `livePages()`),
+    /// without the entries that carry only `device`'s own writes when it is given.
     public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage {
-        let (route, actions) = machine.withLock { $0.pullRequested(after: cursor, from: position, epoch: epoch) }
-        perform(actions)
+        perform(machine.withLock { $0.pullRequested(after: cursor, from: position, epoch: epoch) })
         startIfNeeded()
-        switch route {
-        case .serve(var page):
-            if let device, cursor > 0 { page.leaveOut(writesOf: device) }
-            return page
-        case .rest:
-            return try await rest.pull(after: cursor, from: position, limit: limit, collections: nil, epoch: epoch, leavingOut: device)
+        return try await rest.pull(after: cursor, from: position, limit: limit, collections: nil, epoch: epoch, leavingOut: device)
+    }
+
+    /// The pages the server pushes on the socket, as they come (one reader: a new call ends the
+    /// previous stream). The newest ``Configuration/bufferedPages`` are kept for a reader that is
+    /// behind.
+    public func livePages() async -> AsyncStream<LivePage> {
+        let (stream, continuation) = AsyncStream<LivePage>.makeStream(bufferingPolicy: .bufferingNewest(max(1, configuration.bufferedPages)))
+        let call = liveCalls.add(1, ordering: .relaxed).newValue
+        let previous = liveReader.withLock { reader in
+            defer { reader = (call, continuation) }
+            return reader?.continuation
         }
+        previous?.finish()
+        continuation.onTermination = { [weak self] _ in
+            self?.liveReader.withLock { reader in
+                if reader?.call == call { reader = nil }
+            }
+        }
+        startIfNeeded()
+        return stream
     }
 
     /// Where the next hello resumes, as the reconciler says (see ``SyncTransport/resume(from:epoch:)``).
@@ -222,7 +238,20 @@ public final class WebSocketTransport: SyncTransport {
                 }
             case .publishHead(let head, let notify):
                 heads.publish(head, namespace: namespace, notify: notify)
+            case .deliver(let live):
+                // No reader (the pipeline is not running, or a wrapper does not pass pages on):
+                // the head wakes a pull instead.
+                let delivered = liveReader.withLock { reader -> Bool in
+                    guard let current = reader else { return false }
+                    if case .terminated = current.continuation.yield(live) {
+                        reader = nil
+                        return false
+                    }
+                    return true
+                }
+                if !delivered { heads.publish(live.page.head, namespace: namespace, notify: true) }
             case .finish:
+                liveReader.withLock { $0?.continuation.finish() }
                 heads.finish()
                 commandQueue.finish()
                 ackDeadlineQueue.finish()
@@ -276,7 +305,7 @@ public final class WebSocketTransport: SyncTransport {
                         }
                         self.perform(self.machine.withLock { $0.backoffElapsed() })
                     }
-                case .startRunLoop, .resume, .publishHead, .scheduleAckTimeout, .endConnection, .finish:
+                case .startRunLoop, .resume, .publishHead, .deliver, .scheduleAckTimeout, .endConnection, .finish:
                     perform([command])
                 }
             }

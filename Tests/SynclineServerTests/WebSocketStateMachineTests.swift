@@ -15,11 +15,8 @@ struct WebSocketStateMachineTests {
     static let maxBackoff = Duration.milliseconds(1_000)
     static let ackTimeout = Duration.seconds(30)
 
-    static func machine(seed: UInt64 = 7, bufferedPages: Int = 16) -> Machine {
-        Machine(
-            ackTimeout: ackTimeout, initialBackoff: initialBackoff, maxBackoff: maxBackoff, bufferedPages: bufferedPages,
-            random: SeededRandom(seed: seed)
-        )
+    static func machine(seed: UInt64 = 7) -> Machine {
+        Machine(ackTimeout: ackTimeout, initialBackoff: initialBackoff, maxBackoff: maxBackoff, random: SeededRandom(seed: seed))
     }
 
     static func page(cursor: UInt64, head: UInt64, epoch: Epoch? = nil, hasMore: Bool = false) -> PullPage {
@@ -31,8 +28,8 @@ struct WebSocketStateMachineTests {
     static let batch = ChangeBatch(changes: [])
 
     /// A machine welcomed on socket "s1", its reconciler at `cursor`.
-    static func connected(cursor: UInt64 = 5, head: UInt64 = 5, epoch: Epoch? = nil, seed: UInt64 = 7, bufferedPages: Int = 16) -> Machine {
-        var machine = machine(seed: seed, bufferedPages: bufferedPages)
+    static func connected(cursor: UInt64 = 5, head: UInt64 = 5, epoch: Epoch? = nil, seed: UInt64 = 7) -> Machine {
+        var machine = machine(seed: seed)
         _ = machine.pullRequested(after: cursor, from: cursor, epoch: epoch)
         _ = machine.connectRequested()
         _ = machine.connectionOpened("s1")
@@ -62,12 +59,10 @@ struct WebSocketStateMachineTests {
         }
         #expect(machine.connectRequested() == [], "the run loop starts once")
         // A continuation page does not say where the device is.
-        #expect(machine.pullRequested(after: 3, from: 4, epoch: nil).1 == [])
+        #expect(machine.pullRequested(after: 3, from: 4, epoch: nil) == [])
         #expect(machine.cursor == nil)
         // The first page of a pull does: the connection opens from there.
-        let (route, actions) = machine.pullRequested(after: 3, from: 3, epoch: nil)
-        #expect(route == .rest)
-        #expect(actions == [.connect(renewToken: false)])
+        #expect(machine.pullRequested(after: 3, from: 3, epoch: nil) == [.connect(renewToken: false)])
         #expect(machine.cursor == 3)
         guard case .connecting = machine.connection else {
             Issue.record("expected connecting, got \(machine.connection)")
@@ -77,7 +72,7 @@ struct WebSocketStateMachineTests {
 
     @Test func aRequestAfterTheCursorIsKnownConnectsAtOnce() {
         var machine = Self.machine()
-        #expect(machine.pullRequested(after: 9, from: 9, epoch: nil).1 == [], "no run loop yet: nothing to tell")
+        #expect(machine.pullRequested(after: 9, from: 9, epoch: nil) == [], "no run loop yet: nothing to tell")
         #expect(machine.connectRequested() == [.startRunLoop, .connect(renewToken: false)])
         #expect(machine.connectRequested() == [])
     }
@@ -148,110 +143,46 @@ struct WebSocketStateMachineTests {
 
     // MARK: Pages
 
-    @Test func aPageIsBufferedAndPublished() {
+    /// A page the server pushes goes to the reconciler at once (nothing is kept for a later pull;
+    /// whether it continues the device's cursor is the reconciler's to decide). Its head is
+    /// recorded without waking the sync loop: the page itself is the news.
+    @Test func aPageIsDeliveredAsItComes() {
         var machine = Self.connected()
-        #expect(machine.pageReceived(after: 5, from: 5, Self.page(cursor: 7, head: 7)) == [.publishHead(7, notify: true)])
-        #expect(machine.pages.count == 1)
+        let page = Self.page(cursor: 7, head: 7)
+        #expect(
+            machine.pageReceived(after: 5, from: 5, page)
+                == [.publishHead(7, notify: false), .deliver(LivePage(after: 5, from: 5, page: page))]
+        )
+        #expect(machine.pagesDelivered == 1)
         #expect(machine.newestHead == 7)
+        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil) == [], "a pull asks the server: nothing to serve it from")
     }
 
-    @Test func aBufferedPageAnswersTheFirstPageOfAPullOnce() {
+    /// Every page is delivered, in the order it arrived, whatever its cursor, epoch or freshness:
+    /// a catch-up of several pages, a page for another cursor, a page of another epoch.
+    @Test func everyPageIsDeliveredInArrivalOrder() {
+        var machine = Self.connected(epoch: Epoch(rawValue: 1))
+        let pages = [
+            LivePage(after: 5, from: 5, page: Self.page(cursor: 10, head: 20, hasMore: true)),
+            LivePage(after: 5, from: 10, page: Self.page(cursor: 20, head: 20)),
+            LivePage(after: 3, from: 3, page: Self.page(cursor: 4, head: 20)),
+            LivePage(after: 20, from: 20, page: Self.page(cursor: 21, head: 21, epoch: Epoch(rawValue: 2))),
+        ]
+        var delivered: [LivePage] = []
+        for live in pages {
+            for case .deliver(let page) in machine.pageReceived(after: live.after, from: live.from, live.page) { delivered.append(page) }
+        }
+        #expect(delivered == pages)
+        #expect(machine.pagesDelivered == 4 && machine.newestHead == 21)
+    }
+
+    /// Pages arrive on a connected socket only; one that comes after the socket ended (a frame
+    /// read late) is still delivered, and the reconciler decides.
+    @Test func aPageReadAfterTheSocketEndedIsStillDelivered() {
         var machine = Self.connected()
-        let page = Self.page(cursor: 7, head: 7)
-        _ = machine.pageReceived(after: 5, from: 5, page)
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .serve(page))
-        #expect(machine.pagesServedFromSocket == 1)
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .rest, "served pages are removed")
-        #expect(machine.pagesServedFromSocket == 1)
-    }
-
-    @Test func aPageForAnotherCursorDoesNotAnswer() {
-        var machine = Self.connected()
-        _ = machine.pageReceived(after: 6, from: 6, Self.page(cursor: 7, head: 7))
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .rest)
-        #expect(machine.pages.count == 1, "a newer page is kept")
-    }
-
-    @Test func pagesOlderThanThePullAreDropped() {
-        var machine = Self.connected()
-        _ = machine.pageReceived(after: 3, from: 3, Self.page(cursor: 5, head: 5))
-        _ = machine.pageReceived(after: 5, from: 5, Self.page(cursor: 6, head: 6))
-        _ = machine.pageReceived(after: 8, from: 8, Self.page(cursor: 9, head: 9))
-        #expect(machine.pullRequested(after: 5, from: 6, epoch: nil).0 == .rest)
-        #expect(machine.pages.map(\.after) == [8], "pages after 3, and after 5 from before 6, will never be asked for")
-    }
-
-    @Test func aStalePageTrailingANewerHeadDoesNotAnswer() {
-        var machine = Self.connected()
-        _ = machine.pageReceived(after: 5, from: 5, Self.page(cursor: 7, head: 7))
-        _ = machine.pageReceived(after: 7, from: 7, Self.page(cursor: 9, head: 9))  // another commit meanwhile
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .rest, "head 7 is older than the 9 heard since")
-        #expect(machine.pullRequested(after: 7, from: 7, epoch: nil).0 == .serve(Self.page(cursor: 9, head: 9)))
-    }
-
-    @Test func thisDevicesOwnAcknowledgedPushMakesOlderPagesStale() {
-        var machine = Self.connected()
-        _ = machine.pageReceived(after: 5, from: 5, Self.page(cursor: 7, head: 7))
-        #expect(machine.ackReceived(99, Self.response(head: 8)) == [.publishHead(8, notify: false)])
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .rest)
-    }
-
-    @Test func aPageOfAnotherEpochIsLeftToTheServer() {
-        let old = Epoch(rawValue: 1)
-        let new = Epoch(rawValue: 2)
-        var machine = Self.connected(epoch: old)
-        _ = machine.pageReceived(after: 5, from: 5, Self.page(cursor: 7, head: 7, epoch: new))
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: old).0 == .rest)
-        _ = machine.pageReceived(after: 5, from: 5, Self.page(cursor: 7, head: 7, epoch: new))
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: new).0 == .serve(Self.page(cursor: 7, head: 7, epoch: new)))
-        // A device that knows no epoch yet, or a page without one, is not told apart.
-        _ = machine.pageReceived(after: 5, from: 5, Self.page(cursor: 7, head: 7, epoch: new))
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .serve(Self.page(cursor: 7, head: 7, epoch: new)))
-        _ = machine.pageReceived(after: 5, from: 5, Self.page(cursor: 7, head: 7))
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: old).0 == .serve(Self.page(cursor: 7, head: 7)))
-    }
-
-    @Test func aContinuationIsServedOnlyAfterThePageItContinuesAndOnlyIfItArrivedLater() {
-        var machine = Self.connected()
-        let first = Self.page(cursor: 10, head: 20, hasMore: true)
-        let second = Self.page(cursor: 20, head: 20)
-        _ = machine.pageReceived(after: 5, from: 5, first)
-        _ = machine.pageReceived(after: 5, from: 10, second)
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .serve(first))
-        #expect(machine.pullRequested(after: 5, from: 10, epoch: nil).0 == .serve(second))
-        #expect(machine.pagesServedFromSocket == 2)
-    }
-
-    @Test func aContinuationThatArrivedBeforeThePageItContinuesIsNotServed() {
-        var machine = Self.connected()
-        let second = Self.page(cursor: 20, head: 20)
-        let first = Self.page(cursor: 10, head: 20, hasMore: true)
-        _ = machine.pageReceived(after: 5, from: 10, second)  // out of order: computed before the first
-        _ = machine.pageReceived(after: 5, from: 5, first)
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .serve(first))
-        #expect(machine.pullRequested(after: 5, from: 10, epoch: nil).0 == .rest)
-    }
-
-    @Test func aContinuationAfterAPageFromRESTIsNotServed() {
-        var machine = Self.connected()
-        _ = machine.pageReceived(after: 5, from: 10, Self.page(cursor: 20, head: 20))
-        // The first page came over REST (nothing buffered for it): its continuation must too.
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .rest)
-        #expect(machine.pullRequested(after: 5, from: 10, epoch: nil).0 == .rest)
-    }
-
-    @Test func theBufferKeepsOnlyTheNewestPages() {
-        var machine = Self.connected(bufferedPages: 2)
-        for cursor in UInt64(6)...8 { _ = machine.pageReceived(after: cursor - 1, from: cursor - 1, Self.page(cursor: cursor, head: 8)) }
-        #expect(machine.pages.map(\.after) == [6, 7])
-    }
-
-    @Test func pagesStayBufferedWhileTheSocketIsDown() {
-        var machine = Self.connected()
-        let page = Self.page(cursor: 7, head: 7)
-        _ = machine.pageReceived(after: 5, from: 5, page)
         _ = machine.connectionEnded(.closed(code: nil))
-        #expect(machine.pullRequested(after: 5, from: 5, epoch: nil).0 == .serve(page))
+        let page = Self.page(cursor: 7, head: 7)
+        #expect(machine.pageReceived(after: 5, from: 5, page).contains(.deliver(LivePage(after: 5, from: 5, page: page))))
     }
 
     // MARK: Acks
@@ -473,10 +404,10 @@ struct WebSocketStateMachineTests {
 
     // MARK: REST while down
 
-    @Test func whileDownPushesAndPullsGoOverREST() {
+    @Test func whileDownPushesGoOverREST() {
         var machine = Self.machine()
         #expect(machine.pushRequested() == .rest, "never connected")
-        #expect(machine.pullRequested(after: 0, from: 0, epoch: nil).0 == .rest)
+        _ = machine.resumeRequested(from: 0, epoch: nil)
         _ = machine.connectRequested()
         #expect(machine.pushRequested() == .rest, "connecting")
         _ = machine.connectionOpened("s1")
@@ -485,7 +416,6 @@ struct WebSocketStateMachineTests {
         #expect(machine.pushRequested() == .socket(batch: 1))
         _ = machine.connectionEnded(.closed(code: nil))
         #expect(machine.pushRequested() == .rest, "backing off")
-        #expect(machine.pullRequested(after: 0, from: 0, epoch: nil).0 == .rest)
     }
 
     // MARK: close()
@@ -524,7 +454,7 @@ struct WebSocketStateMachineTests {
         var machine = Self.machine()
         _ = machine.connectRequested()
         #expect(machine.close() == [.finish])
-        #expect(machine.pullRequested(after: 0, from: 0, epoch: nil).1 == [], "a later pull does not connect")
+        #expect(machine.pullRequested(after: 0, from: 0, epoch: nil) == [], "a later pull does not connect")
     }
 
     // MARK: Accounting

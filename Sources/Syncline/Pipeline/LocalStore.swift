@@ -473,7 +473,10 @@ package actor LocalStore {
                 if (record.isDeleted, record.visibleFields) != visibleBefore { outcome.changedKeys.append(key) }
             }
             if !page.hasMore, let snapshot {
-                for var record in try tx.allRecords() where record.seq > 0 && !snapshot.contains(record.key) && record.tombstone == nil {
+                // Confirmed by a pull (a seq) or by the device's own acknowledged write (confirmed
+                // fields: a device is not sent its own writes back, so those may have no seq).
+                for var record in try tx.allRecords()
+                where (record.seq > 0 || !record.fields.isEmpty) && !snapshot.contains(record.key) && record.tombstone == nil {
                     record.fields = [:]
                     record.tombstone = .zero
                     record.pruneOwnWrites()

@@ -10,6 +10,9 @@ package actor Reconciler {
     private let transport: any SyncTransport
     private let bus: EventBus
     private let pageSize: Int
+    /// How far the live pages applied since the cursor was stored have got: a catch-up of several
+    /// pages keeps `after` (the device's cursor) while `position` moves, as a pull does.
+    private var live: (after: UInt64, position: UInt64)?
 
     package init(local: LocalStore, transport: any SyncTransport, bus: EventBus, pageSize: Int) {
         self.local = local
@@ -70,6 +73,7 @@ package actor Reconciler {
     /// the last page, which stores the new one with its records (see `InMemorySyncServer.pull`
     /// for why paging keeps `after` fixed); an interrupted pull starts again from that cursor.
     package func pullAll(policy: @escaping @Sendable (CollectionName) -> ConflictPolicy, stats: inout SyncStats) async throws {
+        live = nil  // the pull moves the cursor: live pages start again from it
         var done = 0
         var total = 0
         var resyncs = 0
@@ -145,6 +149,40 @@ package actor Reconciler {
             epoch = epoch ?? page.epoch  // the rest of the pull stays in the first page's epoch
             position = page.cursor
         }
+    }
+
+    /// Applies a page the server pushed (a live channel), as it comes, when it continues the
+    /// device's cursor: the transport hands it over and keeps nothing to be fetched again.
+    /// - Returns: `false` when the page does not continue the cursor (a page lost on the way, a
+    ///   session behind or ahead of the device, another epoch, a snapshot) and brings something
+    ///   the device lacks: the caller pulls instead. A page the device already has is ignored.
+    package func applyLive(_ live: LivePage, policy: @escaping @Sendable (CollectionName) -> ConflictPolicy) async throws -> Bool {
+        let (cursor, epoch, _) = try await local.pullPosition()
+        var page = live.page
+        let position = self.live?.after == cursor ? self.live!.position : cursor
+        if let known = epoch, let current = page.epoch, known != current { return false }
+        guard cursor > 0, live.after == cursor, live.from == position else {
+            // Older than what the device has (it pulled past it): nothing to do.
+            return live.after <= cursor && page.cursor <= position && !page.hasMore
+        }
+        page.leaveOut(writesOf: local.node)
+        let applied: PageOutcome
+        do {
+            applied = try await local.applyPage(page, after: cursor, from: position, snapshot: nil, policy: policy)
+        } catch let error as SyncError where error.code == .invalidPage {
+            bus.emit(.error(SyncErrorEvent(error: error, key: nil, changeID: nil)))
+            self.live = nil
+            return false
+        }
+        for report in applied.detected { bus.emit(.conflictDetected(report)) }
+        if !applied.changedKeys.isEmpty { bus.emit(.recordsChanged(applied.changedKeys, origin: .remote)) }
+        if page.hasMore {
+            self.live = (cursor, page.cursor)
+        } else {
+            self.live = nil
+            await transport.resume(from: page.cursor, epoch: epoch ?? page.epoch)
+        }
+        return true
     }
 
     // MARK: Rules of reconciling

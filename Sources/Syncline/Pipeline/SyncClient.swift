@@ -240,6 +240,27 @@ public final class SyncClient: Sendable {
                 }
             }
             group.addTask { try await self.syncLoop(triggers) }
+            group.addTask {
+                // Pages the server pushes go to the reconciler as they come; one it cannot apply
+                // (a gap) wakes a pull.
+                for await live in await self.transport.livePages() {
+                    if try await !self.applyLive(live) { triggers.continuation.yield() }
+                }
+            }
+        }
+    }
+
+    /// A live page, applied by the reconciler in turn with `sync()` (both move the cursor).
+    /// - Returns: whether it was applied or had nothing new; `false` asks for a pull.
+    private func applyLive(_ live: LivePage) async throws -> Bool {
+        let policies = self.policies.withLock { $0 }
+        do {
+            return try await syncGate.run { try await reconciler.applyLive(live, policy: { policies[$0] ?? .lastWriterWins }) }
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            report(error)
+            return false
         }
     }
 

@@ -140,5 +140,7 @@ public final class FaultInjectingTransport: SyncTransport {
 
     public func liveHeads() async -> AsyncStream<UInt64> { await base.liveHeads() }
 
+    public func livePages() async -> AsyncStream<LivePage> { await base.livePages() }
+
     public var traffic: TransportTraffic? { base.traffic }
 }

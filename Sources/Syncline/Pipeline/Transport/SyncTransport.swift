@@ -20,6 +20,11 @@ public protocol SyncTransport: Sendable {
     /// pull begins and ends and when live updates start, and a transport with a live channel
     /// resumes there; the default does nothing.
     func resume(from cursor: UInt64, epoch: Epoch?) async
+    /// Pages the server sends unasked, for the reconciler to apply as they come (one reader at a
+    /// time: a new call ends the previous stream). The stream keeps the newest pages when the
+    /// reader is slow; a page lost that way leaves a gap the reconciler fills with a pull. The
+    /// default has none (the stream finishes at once).
+    func livePages() async -> AsyncStream<LivePage>
     /// The server's head after every commit, for live updates; a transport without a live channel
     /// returns a stream that finishes at once.
     func liveHeads() async -> AsyncStream<UInt64>
@@ -32,6 +37,8 @@ extension SyncTransport {
     public var traffic: TransportTraffic? { nil }
 
     public func resume(from cursor: UInt64, epoch: Epoch?) async {}
+
+    public func livePages() async -> AsyncStream<LivePage> { AsyncStream { $0.finish() } }
 
     public func pull(after cursor: UInt64, from position: UInt64, limit: Int, epoch: Epoch?, leavingOut device: UInt64?) async throws -> PullPage {
         try await pull(after: cursor, from: position, limit: limit, epoch: epoch)
