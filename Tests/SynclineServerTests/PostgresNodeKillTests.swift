@@ -60,6 +60,10 @@ final class NodeCluster: Sendable {
         self.processes = Mutex(processes)
     }
 
+    /// Every node's options: a small pool; a graceful shutdown cuts what is still open (a REST
+    /// device's long poll, say) after 3 s.
+    static let arguments = ["--pool-size", "4", "--shutdown-timeout", "3"]
+
     /// Node `index`'s current process.
     func node(_ index: Int) -> ServerProcess { processes.withLock { $0[index] } }
 
@@ -71,7 +75,7 @@ final class NodeCluster: Sendable {
     /// Starts node `index` again on its port.
     func restart(_ index: Int) async throws {
         let old = node(index)
-        let process = try await ServerProcess(data: nil, database: database, port: old.port, arguments: ["--pool-size", "4"])
+        let process = try await ServerProcess(data: nil, database: database, port: old.port, arguments: NodeCluster.arguments)
         processes.withLock { $0[index] = process }
     }
 
@@ -80,7 +84,7 @@ final class NodeCluster: Sendable {
         var started: [ServerProcess] = []
         do {
             for _ in 0..<count {
-                started.append(try await ServerProcess(data: nil, database: database, arguments: ["--pool-size", "4"]))
+                started.append(try await ServerProcess(data: nil, database: database, arguments: NodeCluster.arguments))
             }
         } catch {
             for process in started { await process.kill() }
@@ -93,7 +97,9 @@ final class NodeCluster: Sendable {
             for process in cluster.processes.withLock({ $0 }) { await process.kill() }
             throw error
         }
-        for process in cluster.processes.withLock({ $0 }) { #expect(await process.terminate(within: .seconds(10))) }
+        for process in cluster.processes.withLock({ $0 }) {
+            #expect(await process.terminate(within: .seconds(20)), "a node shuts down gracefully (SIGTERM)")
+        }
     }
 
     /// Waits until every node serves (`/healthz` 200: PostgreSQL reachable, schema ready).

@@ -66,8 +66,7 @@ public final class PostgresBackend: ServerBackend, Service {
         let outcome = try await withStatements { statements in
             try await statements.transaction { statements in
                 var state = try await statements.lockNamespace(namespace)
-                try await statements.readApplied(batch.changes.map(\.id), into: &state)
-                try await statements.readRecords(batch.changes.map(\.key), into: &state)
+                try await statements.readApplied(batch.changes.map(\.id), andRecords: batch.changes.map(\.key), into: &state)
                 return try await Self.run(statements, &state) { state in
                     var state = state
                     let outcome = try ServerEngine.push(batch, into: &state)

@@ -89,17 +89,61 @@ struct PostgresStatements {
 
     // MARK: Reads for the engine
 
+    // The batch's event ids and records are read one index lookup per key (`LATERAL … LIMIT 1`
+    // keeps the planner from flattening it): as a join, without statistics, PostgreSQL hashed the
+    // namespace's whole table, so every push cost grew with the history.
+
     /// Reads the remembered results of `ids` into `state` (absent ones as `nil`).
     func readApplied(_ ids: some Collection<EventID>, into state: inout PostgresNamespaceState) async throws {
         let wanted = ids.filter { state.appliedRead[$0] == nil }
         guard !wanted.isEmpty else { return }
         for id in wanted { state.appliedRead[id] = .some(nil) }
         let rows = try await connection.query(
-            "SELECT id, result FROM applied WHERE ns = \(state.namespace.rawValue) AND id = ANY(\(wanted.map(\.uuid)))",
+            """
+            SELECT a.id, a.result FROM unnest(\(wanted.map(\.uuid))::uuid[]) AS k(id)
+            CROSS JOIN LATERAL (SELECT id, result FROM applied WHERE ns = \(state.namespace.rawValue) AND id = k.id LIMIT 1) a
+            """,
             logger: logger
         )
         for try await (id, result) in rows.decode((UUID, ByteBuffer).self) {
             state.appliedRead[EventID(uuid: id)] = try AppliedChangeCodec.decode(Array(result.readableBytesView))
+        }
+    }
+
+    /// ``readApplied(_:into:)`` and ``readRecords(_:into:)`` in one statement (one round trip).
+    func readApplied(
+        _ ids: some Collection<EventID>, andRecords keys: some Collection<RecordKey>, into state: inout PostgresNamespaceState
+    ) async throws {
+        let wantedIDs = ids.filter { state.appliedRead[$0] == nil }
+        let wantedKeys = Set(keys.filter { state.recordsRead[$0] == nil })
+        guard !wantedIDs.isEmpty, !wantedKeys.isEmpty else {
+            try await readApplied(wantedIDs, into: &state)
+            try await readRecords(wantedKeys, into: &state)
+            return
+        }
+        for id in wantedIDs { state.appliedRead[id] = .some(nil) }
+        for key in wantedKeys { state.recordsRead[key] = .some(nil) }
+        let namespace = state.namespace.rawValue
+        let rows = try await connection.query(
+            """
+            SELECT a.id, NULL::text, NULL::text, a.result FROM unnest(\(wantedIDs.map(\.uuid))::uuid[]) AS k(id)
+            CROSS JOIN LATERAL (SELECT id, result FROM applied WHERE ns = \(namespace) AND id = k.id LIMIT 1) a
+            UNION ALL
+            SELECT NULL::uuid, r.collection, r.id, r.state
+            FROM unnest(\(wantedKeys.map(\.collection.rawValue))::text[], \(wantedKeys.map(\.id.rawValue))::text[]) AS k(collection, id)
+            CROSS JOIN LATERAL (
+                SELECT collection, id, state FROM records WHERE ns = \(namespace) AND collection = k.collection AND id = k.id LIMIT 1
+            ) r
+            """,
+            logger: logger
+        )
+        for try await (id, collection, record, bytes) in rows.decode((UUID?, String?, String?, ByteBuffer).self) {
+            if let id {
+                state.appliedRead[EventID(uuid: id)] = try AppliedChangeCodec.decode(Array(bytes.readableBytesView))
+            } else if let collection, let record {
+                let key = RecordKey(collection: try CollectionName(collection), id: try RecordID(record))
+                state.recordsRead[key] = try ServerRecordCodec.decode(Array(bytes.readableBytesView), key: key)
+            }
         }
     }
 
@@ -110,9 +154,11 @@ struct PostgresStatements {
         for key in wanted { state.recordsRead[key] = .some(nil) }
         let rows = try await connection.query(
             """
-            SELECT r.collection, r.id, r.state FROM records r
-            JOIN unnest(\(wanted.map(\.collection.rawValue))::text[], \(wanted.map(\.id.rawValue))::text[]) AS k(collection, id)
-              ON r.ns = \(state.namespace.rawValue) AND r.collection = k.collection AND r.id = k.id
+            SELECT r.collection, r.id, r.state
+            FROM unnest(\(wanted.map(\.collection.rawValue))::text[], \(wanted.map(\.id.rawValue))::text[]) AS k(collection, id)
+            CROSS JOIN LATERAL (
+                SELECT collection, id, state FROM records WHERE ns = \(state.namespace.rawValue) AND collection = k.collection AND id = k.id LIMIT 1
+            ) r
             """,
             logger: logger
         )
@@ -192,11 +238,19 @@ struct PostgresStatements {
     /// multi-row insert), the namespace row, the idempotency window, and a NOTIFY of the new head
     /// that PostgreSQL delivers to every node when the transaction commits.
     func write(_ state: PostgresNamespaceState, window: Int, channel: String) async throws {
+        guard state.wroteAnything else { return }
+        // One statement, one round trip (each costs a wake-up of both sides, which dominated a
+        // push when they were four): the records and event ids (one multi-row `unnest` upsert
+        // each), event ids past the retention window dropped (never one written here: a
+        // statement must not touch a row twice), the namespace row, and the NOTIFY (sent at commit).
         let namespace = state.namespace.rawValue
-        if !state.stored.isEmpty {
-            let records = Array(state.stored.values)
-            try await connection.query(
-                """
+        let records = Array(state.stored.values)
+        let remembered = state.remembered
+        let ids = remembered.map(\.id.uuid)
+        let forget = state.appliedCount > Int64(window) ? state.appliedCount - Int64(window) : Int64(0)
+        try await connection.query(
+            """
+            WITH stored AS (
                 INSERT INTO records(ns, collection, id, seq, deleted, tombstone_ms, state)
                 SELECT \(namespace), * FROM unnest(
                     \(records.map(\.collection.rawValue))::text[], \(records.map(\.id.rawValue))::text[],
@@ -205,37 +259,25 @@ struct PostgresStatements {
                     \(records.map { ByteBuffer(bytes: ServerRecordCodec.encode($0)) })::bytea[])
                 ON CONFLICT (ns, collection, id) DO UPDATE SET seq = excluded.seq, deleted = excluded.deleted,
                     tombstone_ms = excluded.tombstone_ms, state = excluded.state
-                """,
-                logger: logger
-            )
-        }
-        if !state.remembered.isEmpty {
-            let remembered = state.remembered
-            try await connection.query(
-                """
+                RETURNING 1
+            ), remembered AS (
                 INSERT INTO applied(ns, id, ord, result)
                 SELECT \(namespace), * FROM unnest(
-                    \(remembered.map(\.id.uuid))::uuid[], \(remembered.map(\.ord))::int8[],
+                    \(ids)::uuid[], \(remembered.map(\.ord))::int8[],
                     \(remembered.map { ByteBuffer(bytes: AppliedChangeCodec.encode($0.applied)) })::bytea[])
                 ON CONFLICT (ns, id) DO UPDATE SET ord = excluded.ord, result = excluded.result
-                """,
-                logger: logger
+                RETURNING 1
+            ), forgotten AS (
+                DELETE FROM applied WHERE ns = \(namespace) AND ord <= \(forget) AND \(forget) > 0 AND id <> ALL(\(ids)::uuid[])
+                RETURNING 1
+            ), head AS (
+                UPDATE namespaces SET head = \(Int64(bitPattern: state.head)), applied = \(state.appliedCount) WHERE ns = \(namespace)
+                RETURNING 1
             )
-        }
-        guard state.wroteAnything else { return }
-        try await connection.query(
-            """
-            UPDATE namespaces SET head = \(Int64(bitPattern: state.head)), applied = \(state.appliedCount)
-            WHERE ns = \(namespace)
+            SELECT pg_notify(\(channel), \("\(namespace) \(state.head)")) WHERE \(state.headChanged)
             """,
             logger: logger
         )
-        if state.appliedCount > Int64(window) {
-            try await connection.query(
-                "DELETE FROM applied WHERE ns = \(namespace) AND ord <= \(state.appliedCount - Int64(window))", logger: logger
-            )
-        }
-        if state.headChanged { try await notify(channel: channel, namespace: state.namespace, head: state.head) }
     }
 
     /// Tells every node (at commit) the namespace's new head: `"<namespace> <head>"`.
