@@ -65,8 +65,7 @@ public final class PostgresBackend: ServerBackend, Service {
         let channel = channel
         let outcome = try await withStatements { statements in
             try await statements.transaction { statements in
-                var state = try await statements.lockNamespace(namespace)
-                try await statements.readApplied(batch.changes.map(\.id), andRecords: batch.changes.map(\.key), into: &state)
+                var state = try await statements.lockNamespace(namespace, reading: batch.changes.map(\.id), records: batch.changes.map(\.key))
                 return try await Self.run(statements, &state) { state in
                     var state = state
                     let outcome = try ServerEngine.push(batch, into: &state)

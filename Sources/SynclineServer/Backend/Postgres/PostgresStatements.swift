@@ -54,6 +54,73 @@ struct PostgresStatements {
         return state
     }
 
+    /// ``lockNamespace(_:)`` and ``readApplied(_:andRecords:into:)`` in one statement (one round
+    /// trip fewer per push) when that is safe. The statement's reads see its snapshot, taken
+    /// before the row lock was granted: if another push committed in between, they would miss its
+    /// writes. So the statement also returns whether the locked row (its newest version) is the
+    /// version of the snapshot (same `xmin`: every write to a namespace's records and event ids
+    /// updates its row in the same transaction); when it is not, or the row does not exist yet,
+    /// the reads are done again after the lock, as separate statements.
+    func lockNamespace(
+        _ namespace: Namespace, reading ids: [EventID], records keys: [RecordKey]
+    ) async throws -> PostgresNamespaceState {
+        let wantedKeys = Array(Set(keys))
+        let name = namespace.rawValue
+        let rows = try await connection.query(
+            """
+            WITH locked AS (SELECT xmin, head, horizon, applied, epoch FROM namespaces WHERE ns = \(name) FOR UPDATE),
+                 seen AS (SELECT xmin FROM namespaces WHERE ns = \(name))
+            SELECT l.head, l.horizon, l.applied, l.epoch, coalesce(l.xmin = s.xmin, false),
+                NULL::uuid, NULL::text, NULL::text, NULL::bytea
+            FROM locked l LEFT JOIN seen s ON true
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL, a.id, NULL, NULL, a.result FROM unnest(\(ids.map(\.uuid))::uuid[]) AS k(id)
+            CROSS JOIN LATERAL (SELECT id, result FROM applied WHERE ns = \(name) AND id = k.id LIMIT 1) a
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL, NULL, r.collection, r.id, r.state
+            FROM unnest(\(wantedKeys.map(\.collection.rawValue))::text[], \(wantedKeys.map(\.id.rawValue))::text[]) AS k(collection, id)
+            CROSS JOIN LATERAL (
+                SELECT collection, id, state FROM records WHERE ns = \(name) AND collection = k.collection AND id = k.id LIMIT 1
+            ) r
+            """,
+            logger: logger
+        )
+        var state: PostgresNamespaceState?
+        var current = false
+        var applied: [(UUID, ByteBuffer)] = []
+        var records: [(String, String, ByteBuffer)] = []
+        for try await row in rows.decode((Int64?, Int64?, Int64?, Int64?, Bool?, UUID?, String?, String?, ByteBuffer?).self) {
+            if let head = row.0, let horizon = row.1, let count = row.2, let epoch = row.3 {
+                state = PostgresNamespaceState(
+                    namespace: namespace, head: UInt64(bitPattern: head), horizon: UInt64(bitPattern: horizon), appliedCount: count,
+                    epoch: Epoch(rawValue: UInt64(bitPattern: epoch))
+                )
+                current = row.4 ?? false
+            } else if let id = row.5, let bytes = row.8 {
+                applied.append((id, bytes))
+            } else if let collection = row.6, let record = row.7, let bytes = row.8 {
+                records.append((collection, record, bytes))
+            }
+        }
+        guard var state else {
+            var created = try await lockNamespace(namespace)
+            try await readApplied(ids, andRecords: keys, into: &created)
+            return created
+        }
+        guard current else {
+            try await readApplied(ids, andRecords: keys, into: &state)
+            return state
+        }
+        for id in ids { state.appliedRead[id] = .some(nil) }
+        for key in wantedKeys { state.recordsRead[key] = .some(nil) }
+        for (id, bytes) in applied { state.appliedRead[EventID(uuid: id)] = try AppliedChangeCodec.decode(Array(bytes.readableBytesView)) }
+        for (collection, record, bytes) in records {
+            let key = RecordKey(collection: try CollectionName(collection), id: try RecordID(record))
+            state.recordsRead[key] = try ServerRecordCodec.decode(Array(bytes.readableBytesView), key: key)
+        }
+        return state
+    }
+
     /// The namespace as it is (a namespace never written: head 0 and the default epoch).
     func readNamespace(_ namespace: Namespace) async throws -> PostgresNamespaceState {
         let rows = try await connection.query(
