@@ -265,6 +265,14 @@ extension PostgresBackend {
         }
     }
 
+    /// PostgreSQL's plan (`EXPLAIN`) for a push's statement that locks the namespace and reads the
+    /// batch's event ids and records (for the query-plan test).
+    package func explainPushReads(namespace: Namespace, ids: [EventID], keys: [RecordKey]) async throws -> [String] {
+        try await withStatements { statements in
+            try await statements.explain(PostgresStatements.lockAndReadQuery(namespace, ids: ids, keys: Array(Set(keys))))
+        }
+    }
+
     /// Runs `ANALYZE` on the tables (statistics for the planner, as a production database has).
     package func analyze() async throws {
         try await withStatements { statements in

@@ -65,26 +65,7 @@ struct PostgresStatements {
         _ namespace: Namespace, reading ids: [EventID], records keys: [RecordKey]
     ) async throws -> PostgresNamespaceState {
         let wantedKeys = Array(Set(keys))
-        let name = namespace.rawValue
-        let rows = try await connection.query(
-            """
-            WITH locked AS (SELECT xmin, head, horizon, applied, epoch FROM namespaces WHERE ns = \(name) FOR UPDATE),
-                 seen AS (SELECT xmin FROM namespaces WHERE ns = \(name))
-            SELECT l.head, l.horizon, l.applied, l.epoch, coalesce(l.xmin = s.xmin, false),
-                NULL::uuid, NULL::text, NULL::text, NULL::bytea
-            FROM locked l LEFT JOIN seen s ON true
-            UNION ALL
-            SELECT NULL, NULL, NULL, NULL, NULL, a.id, NULL, NULL, a.result FROM unnest(\(ids.map(\.uuid))::uuid[]) AS k(id)
-            CROSS JOIN LATERAL (SELECT id, result FROM applied WHERE ns = \(name) AND id = k.id LIMIT 1) a
-            UNION ALL
-            SELECT NULL, NULL, NULL, NULL, NULL, NULL, r.collection, r.id, r.state
-            FROM unnest(\(wantedKeys.map(\.collection.rawValue))::text[], \(wantedKeys.map(\.id.rawValue))::text[]) AS k(collection, id)
-            CROSS JOIN LATERAL (
-                SELECT collection, id, state FROM records WHERE ns = \(name) AND collection = k.collection AND id = k.id LIMIT 1
-            ) r
-            """,
-            logger: logger
-        )
+        let rows = try await connection.query(Self.lockAndReadQuery(namespace, ids: ids, keys: wantedKeys), logger: logger)
         var state: PostgresNamespaceState?
         var current = false
         var applied: [(UUID, ByteBuffer)] = []
@@ -119,6 +100,29 @@ struct PostgresStatements {
             state.recordsRead[key] = try ServerRecordCodec.decode(Array(bytes.readableBytesView), key: key)
         }
         return state
+    }
+
+    /// The statement of ``lockNamespace(_:reading:records:)`` (also for the query-plan test).
+    static func lockAndReadQuery(_ namespace: Namespace, ids: [EventID], keys: [RecordKey]) -> PostgresQuery {
+        let name = namespace.rawValue
+        let wantedKeys = keys
+        return
+            """
+            WITH locked AS (SELECT xmin, head, horizon, applied, epoch FROM namespaces WHERE ns = \(name) FOR UPDATE),
+                 seen AS (SELECT xmin FROM namespaces WHERE ns = \(name))
+            SELECT l.head, l.horizon, l.applied, l.epoch, coalesce(l.xmin = s.xmin, false),
+                NULL::uuid, NULL::text, NULL::text, NULL::bytea
+            FROM locked l LEFT JOIN seen s ON true
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL, a.id, NULL, NULL, a.result FROM unnest(\(ids.map(\.uuid))::uuid[]) AS i(id)
+            CROSS JOIN LATERAL (SELECT id, result FROM applied WHERE ns = \(name) AND id = i.id LIMIT 1) a
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL, NULL, r.collection, r.id, r.state
+            FROM unnest(\(wantedKeys.map(\.collection.rawValue))::text[], \(wantedKeys.map(\.id.rawValue))::text[]) AS k(collection, id)
+            CROSS JOIN LATERAL (
+                SELECT collection, id, state FROM records WHERE ns = \(name) AND collection = k.collection AND id = k.id LIMIT 1
+            ) r
+            """
     }
 
     /// The namespace as it is (a namespace never written: head 0 and the default epoch).
