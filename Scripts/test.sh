@@ -58,4 +58,15 @@ if [ -z "${SYNCLINE_TEST_POSTGRES_RESTARTABLE_URL:-}" ]; then
         echo "test.sh: could not start a second disposable PostgreSQL; the PostgreSQL restart test will fail" >&2
     fi
 fi
-swift test --skip-build "$@"
+# The tests that run server processes and kill them, or restart PostgreSQL, run on their own after
+# the rest: in parallel with it, their load (a dozen node processes) made the timing-sensitive
+# tests fail, and a node started on port 0 could take the port another test restarts a server on.
+isolated="PostgresNodeKillTests|PostgresRestartTests"
+if [ $# -gt 0 ]; then
+    swift test --skip-build "$@"
+else
+    status=0
+    swift test --skip-build --skip "$isolated" || status=$?
+    swift test --skip-build --filter "$isolated" || status=$?
+    exit "$status"
+fi
