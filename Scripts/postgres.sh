@@ -5,6 +5,11 @@
 #   Scripts/postgres.sh stop PORT      stops it and deletes its files
 #   Scripts/postgres.sh halt PORT      stops it at once (as a crash would), keeping its files
 #   Scripts/postgres.sh resume PORT    starts a halted one again (outage drills by hand)
+#   Scripts/postgres.sh restart PORT   restarts it at once (pg_ctl restart -m immediate: a crash and
+#                                      recovery), waiting until it accepts connections again
+# fsync is off (a disposable cluster need not survive the machine), but synchronous_commit stays on:
+# a commit is acknowledged only once its WAL left PostgreSQL's memory, so an immediate restart
+# (a crash of PostgreSQL, not of the machine) loses no acknowledged write.
 # Needs the PostgreSQL server binaries (Debian: postgresql-15); as root the cluster runs as the
 # postgres user (initdb refuses root).
 set -euo pipefail
@@ -22,7 +27,7 @@ port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Starts the cluster of $dir on $port and waits until it accepts connections.
 run_cluster() {
     "${as_owner[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-        -o "-p $port -k $dir -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300" start >/dev/null \
+        -o "-p $port -k $dir -h 127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null \
         || { cat "$dir/log" >&2; exit 1; }
     "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -t 10 || { echo "postgres.sh: the cluster on port $port is not ready" >&2; exit 1; }
 }
@@ -68,8 +73,15 @@ resume)
     dir=/tmp/syncline-pg-$port
     run_cluster
     ;;
+restart)
+    port=${2:?"usage: postgres.sh restart PORT"}
+    dir=/tmp/syncline-pg-$port
+    "${as_owner[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/log" -m immediate -w -t 30 restart >/dev/null \
+        || { tail -20 "$dir/log" >&2; exit 1; }
+    "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -t 10 || { echo "postgres.sh: the cluster on port $port is not ready" >&2; exit 1; }
+    ;;
 *)
-    echo "usage: Scripts/postgres.sh start [PORT] | stop PORT | halt PORT | resume PORT" >&2
+    echo "usage: Scripts/postgres.sh start [PORT] | stop PORT | halt PORT | resume PORT | restart PORT" >&2
     exit 2
     ;;
 esac

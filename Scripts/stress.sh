@@ -11,6 +11,17 @@
 #       Starts the server, opens N idle live WebSocket connections (each says hello), and reports
 #       the server's memory per connection.
 #
+#   Scripts/stress.sh --nodes 3 [--database postgres://…] [--processes 4] [--devices 25] [--ops 3000] [--duration 60]
+#       A cluster: N release nodes (`syncline-server --database URL`) on one PostgreSQL (without
+#       --database, a disposable cluster started by Scripts/postgres.sh and deleted on exit). The
+#       simulators get every node (`syncline-sim --server URL1,URL2,…`: devices spread round robin,
+#       failing over to the next node). During the workload, nodes are SIGKILLed in turn and
+#       started again on the same port, and PostgreSQL is restarted once (`pg_ctl restart -m
+#       immediate`, only for a cluster this script started). Between the faults, a probe
+#       (Scripts/live-probe.py) writes through one node and times the live delivery to a socket on
+#       that node and to one on another node. Prints the usual figures plus the node kills, the
+#       PostgreSQL restart and the cross-node live latency.
+#
 # Exit status 0 only on a zero-loss, converged run (or, with --connections, when every
 # connection was welcomed).
 set -euo pipefail
@@ -21,6 +32,8 @@ devices=25
 ops=3000
 duration=60
 connections=0
+nodes=0
+database=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --processes) processes="$2"; shift 2 ;;
@@ -28,6 +41,8 @@ while [[ $# -gt 0 ]]; do
         --ops) ops="$2"; shift 2 ;;
         --duration) duration="$2"; shift 2 ;;
         --connections) connections="$2"; shift 2 ;;
+        --nodes) nodes="$2"; shift 2 ;;
+        --database) database="$2"; shift 2 ;;
         *) echo "unknown option $1 (see the comment at the top of $0)" >&2; exit 2 ;;
     esac
 done
@@ -45,6 +60,11 @@ cleanup() {
 trap cleanup EXIT
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [[ "$nodes" -gt 0 ]]; then
+    trap - EXIT
+    export bin work processes devices ops duration nodes database
+    exec Scripts/stress-cluster.sh
+fi
 # The connection cap (default 10,000) is raised above what this run opens (--connections N, plus
 # the simulators' and the script's own connections).
 "$bin/syncline-server" --port 0 --data "$work/server" --dev-token stress:'*' --rate-limit 0 --log-level error \

@@ -7,9 +7,11 @@ Scripts/bootstrap.sh
 # Build once with the tests, then run without rebuilding (switching modes would rebuild).
 build_log=$(mktemp)
 postgres_port=
+restartable_port=
 cleanup() {
     rm -f "$build_log"
     if [ -n "$postgres_port" ]; then Scripts/postgres.sh stop "$postgres_port"; fi
+    if [ -n "$restartable_port" ]; then Scripts/postgres.sh stop "$restartable_port"; fi
 }
 trap cleanup EXIT
 swift build --build-tests 2>&1 | tee "$build_log"
@@ -44,4 +46,27 @@ if [ -z "${SYNCLINE_TEST_POSTGRES_URL:-}" ]; then
         echo "test.sh: could not start a disposable PostgreSQL; the PostgreSQL tests will fail" >&2
     fi
 fi
-swift test --skip-build "$@"
+# The PostgreSQL restart test restarts a cluster of its own (the other tests keep theirs meanwhile):
+# SYNCLINE_TEST_POSTGRES_RESTARTABLE_URL and SYNCLINE_TEST_POSTGRES_RESTART (the command restarting it).
+if [ -z "${SYNCLINE_TEST_POSTGRES_RESTARTABLE_URL:-}" ]; then
+    if url=$(Scripts/postgres.sh start | tail -1); then
+        restartable_port=$(echo "$url" | sed -E 's|.*:([0-9]+)/.*|\1|')
+        export SYNCLINE_TEST_POSTGRES_RESTARTABLE_URL="$url"
+        export SYNCLINE_TEST_POSTGRES_RESTART="$PWD/Scripts/postgres.sh restart $restartable_port"
+        echo "test.sh: disposable PostgreSQL to restart at $url"
+    else
+        echo "test.sh: could not start a second disposable PostgreSQL; the PostgreSQL restart test will fail" >&2
+    fi
+fi
+# The tests that run server processes and kill them, or restart PostgreSQL, run on their own after
+# the rest: in parallel with it, their load (a dozen node processes) made the timing-sensitive
+# tests fail, and a node started on port 0 could take the port another test restarts a server on.
+isolated="PostgresNodeKillTests|PostgresRestartTests"
+if [ $# -gt 0 ]; then
+    swift test --skip-build "$@"
+else
+    status=0
+    swift test --skip-build --skip "$isolated" || status=$?
+    swift test --skip-build --filter "$isolated" || status=$?
+    exit "$status"
+fi

@@ -14,19 +14,22 @@ struct NetworkSuiteCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: SuiteOptions
+    @OptionGroup var backend: BackendOptions
 
     func run() async throws {
-        let report = try await NetworkSuite(options: options).run()
+        let report = try await NetworkSuite(options: options, backend: backend).run()
         print(report.render(json: options.json))
     }
 }
 
 struct NetworkSuite {
     var options: SuiteOptions
+    var backend: BackendOptions
     static let batchSize = 500
     static let token = "bench"
 
     func run() async throws -> BenchReport {
+        if backend.backend == .postgres { return try await runPostgres() }
         var report = BenchReport(suite: "network")
         let root = try options.makeScratchDirectory()
         defer { removeScratchDirectory(root) }
@@ -57,16 +60,83 @@ struct NetworkSuite {
             )
         }
 
-        if options.only == nil || "bytes_per_change".contains(options.only!) {
-            let (wire, json) = try Self.bytesPerChange()
+        if options.only == nil || "bytes_per_change".contains(options.only!) { try Self.addBytesPerChange(to: &report) }
+        return report
+    }
+
+    static func addBytesPerChange(to report: inout BenchReport) throws {
+        let (wire, json) = try bytesPerChange()
+        report.rows.append(
+            BenchRow(
+                name: "bytes_per_change", store: "wire", perTransaction: batchSize, durability: "-", opsPerSecond: wire,
+                baselineOpsPerSecond: json, unit: "bytes/change"
+            )
+        )
+        report.notes.append(
+            "bytes_per_change: updates of 2 fields of 8-field records, a batch of \(batchSize) in the binary codec deflated (what RESTTransport sends), against the uncompressed JSON of the whole records"
+        )
+    }
+
+    /// The same rows with `--backend postgres`, and `cross_node_live`.
+    func runPostgres() async throws -> BenchReport {
+        var report = BenchReport(suite: "network")
+        let postgres = try backend.postgres()
+        let operations = max(Int(20_000 * options.scale) / Self.batchSize, 2) * Self.batchSize
+
+        if options.only == nil || "push_throughput".contains(options.only!) {
+            var pairs: [(Double, Double)] = []
+            var direct: [(Double, Double)] = []
+            for repeat_ in 0..<max(options.repeats, 1) {
+                let batches = Self.batches(operations, seed: UInt64(repeat_))
+                let backendRate = try await postgres.throughBackend(batches)
+                let (served, schema) = try await postgres.throughServer(batches, token: Self.token)
+                let rows = try await postgres.writtenRows(schema: schema, namespace: "bench")
+                try await postgres.dropSchema(schema)
+                guard rows.records.count == operations, rows.applied.count == operations else {
+                    throw SyncError(.storage, "the node wrote \(rows.records.count) records and \(rows.applied.count) event ids for \(operations) changes")
+                }
+                let raw = try await postgres.rawInserts(rows, batchSize: Self.batchSize, namespace: "bench")
+                pairs.append((served, raw))
+                direct.append((backendRate, raw))
+            }
+            let median = medianByRatio(pairs) { $0.0 / $0.1 }
+            let medianDirect = medianByRatio(direct) { $0.0 / $0.1 }
             report.rows.append(
                 BenchRow(
-                    name: "bytes_per_change", store: "wire", perTransaction: Self.batchSize, durability: "-", opsPerSecond: wire,
-                    baselineOpsPerSecond: json, unit: "bytes/change"
+                    name: "push_throughput", store: "postgres", perTransaction: Self.batchSize, durability: "commit", opsPerSecond: median.0,
+                    baselineOpsPerSecond: median.1, unit: "changes/s"
+                )
+            )
+            report.rows.append(
+                BenchRow(
+                    name: "push_backend", store: "postgres", perTransaction: Self.batchSize, durability: "commit", opsPerSecond: medianDirect.0,
+                    baselineOpsPerSecond: medianDirect.1, unit: "changes/s"
                 )
             )
             report.notes.append(
-                "bytes_per_change: updates of 2 fields of 8-field records, a batch of \(Self.batchSize) in the binary codec deflated (what RESTTransport sends), against the uncompressed JSON of the whole records"
+                "push_backend (postgres): the same batches applied by PostgresBackend.applyValidated directly (no HTTP), against the same raw inserts"
+            )
+            report.notes.append(
+                "push_throughput (postgres): \(operations) new records in batches of \(Self.batchSize) through RESTTransport (binary, deflate) and a node on loopback (PostgresBackend, its own schema), against raw postgres-nio inserts of the rows that node wrote (records and event ids, the same bytes) into the same empty tables, one multi-row unnest upsert per table and one transaction per batch of \(Self.batchSize); median of \(options.repeats)"
+            )
+        }
+
+        if options.only == nil || "bytes_per_change".contains(options.only!) { try Self.addBytesPerChange(to: &report) }
+
+        if options.only == nil || "cross_node_live".contains(options.only!) {
+            let writes = max(Int(300 * options.scale), 20)
+            let (same, cross) = try await postgres.crossNodeLive(writes: writes, token: Self.token)
+            for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+                report.rows.append(
+                    BenchRow(
+                        name: "cross_node_live_\(label)", store: "postgres", perTransaction: 1, durability: "-",
+                        opsPerSecond: PostgresBench.Observed.percentile(cross, q), baselineOpsPerSecond: PostgresBench.Observed.percentile(same, q),
+                        unit: "ms"
+                    )
+                )
+            }
+            report.notes.append(
+                "cross_node_live: \(writes) one-change pushes through node A (REST, loopback); time from just before the push to the live page on a socket on node B (another PostgresBackend on the same schema, woken by LISTEN/NOTIFY; value) and on node A (baseline); the ratio is other node / same node (1.0: no cost for being on another node)"
             )
         }
         return report

@@ -6,8 +6,8 @@ import SynclineServer
 import SynclineTesting
 import Testing
 
-/// PostgreSQL's plans (`EXPLAIN`) for the pull's statements, on a schema that a workload filled
-/// and `ANALYZE` described, as in production: the page and the count read the `(ns, seq)` index
+/// PostgreSQL's plans (`EXPLAIN`) for the push's reads (one index lookup per key) and the pull's
+/// statements, on a schema that a workload filled and `ANALYZE` described, as in production: the page and the count read the `(ns, seq)` index
 /// (`records_by_seq`) from the cursor on, never a sequential scan of `records` (DESIGN §5: a pull
 /// costs what changed, not the namespace's size or history).
 @Suite("PostgreSQL query plans", .timeLimit(.minutes(2)))
@@ -36,7 +36,21 @@ struct PostgresQueryPlanTests {
                     _ = try await backend.applyValidated(ChangeBatch(changes: changes), namespace: namespace)
                 }
             }
-            try await backend.analyze()
+            // A push's reads: one index lookup per event id and per record, with or without
+            // statistics (as a join, without them, PostgreSQL hashed the namespace's whole table).
+            let ids = (0..<500).map { Sample.eventID(UInt64($0 * 40 + 1)) } + (0..<20).map { Sample.eventID(1_000_000 + UInt64($0)) }
+            let keys = (0..<500).map { RecordKey(collection: Sample.collection($0 % 2 == 0 ? "todos" : "notes"), id: Sample.id("r\($0 * 37)")) }
+            for analyzed in [false, true] {
+                if analyzed { try await backend.analyze() }
+                let plan = try await backend.explainPushReads(namespace: team, ids: ids, keys: keys).joined(separator: "\n")
+                #expect(plan.contains("Index Cond: ((ns = 'team'::text) AND (id = i.id))"), "applied by its primary key (analyzed: \(analyzed)):\n\(plan)")
+                #expect(
+                    plan.contains("Index Cond: ((ns = 'team'::text) AND (collection = k.collection) AND (id = k.id))"),
+                    "records by their primary key (analyzed: \(analyzed)):\n\(plan)"
+                )
+                #expect(!plan.contains("Seq Scan on records") && !plan.contains("Seq Scan on applied"), "no sequential scan:\n\(plan)")
+                #expect(!plan.contains("Hash"), "no hash of a table (analyzed: \(analyzed)):\n\(plan)")
+            }
             let head = try await backend.head(namespace: team)
             #expect(head > 19_000, "a delete of a record never written consumes no seq")
             for (position, collections, liveOnly) in [

@@ -16,7 +16,7 @@ public struct SimulationSummary: Codable, Sendable {
     public var ops: Int
     /// Acknowledged writes the server does not hold (`nil` when the server cannot be inspected).
     public var lost: Int
-    /// Changes the server applied more than once (`nil` when it cannot be inspected).
+    /// Changes the server applied more than once (against a running server: changes it answered `applied` at two seqs).
     public var duplicated: Int
     /// Conflicts reported to devices, by the collection's policy.
     public var conflicts: [String: Int]

@@ -6,18 +6,30 @@ import SynclineNetwork
 import SynclineSQLite
 import SynclineServer
 
-/// Counts the plain binary size of what a transport carries, to report the compression ratio.
+/// Counts the plain binary size of what a transport carries, to report the compression ratio, and
+/// the server's answers that show a change applied twice (against a running server, whose
+/// applications cannot be inspected): an event id answered `applied` at two different seqs.
 final class MeasuringTransport: SyncTransport {
     let base: any SyncTransport
     private let plain = Mutex(0)
+    private let applied = Mutex<(seqs: [EventID: UInt64], twice: Set<EventID>)>(([:], []))
 
     init(_ base: any SyncTransport) { self.base = base }
 
     var plainBytes: Int { plain.withLock { $0 } }
 
+    /// Event ids the server answered `applied` at two different seqs.
+    var appliedTwice: Set<EventID> { applied.withLock { $0.twice } }
+
     func push(_ batch: ChangeBatch) async throws -> PushResponse {
         let response = try await base.push(batch)
         plain.withLock { $0 += BinaryCodec.encode(batch).count + BinaryCodec.encode(response).count }
+        applied.withLock { applied in
+            for result in response.results {
+                guard case .applied(let id, let seq, _) = result else { continue }
+                if let earlier = applied.seqs.updateValue(seq, forKey: id), earlier != seq { applied.twice.insert(id) }
+            }
+        }
         return response
     }
 
@@ -430,6 +442,12 @@ public final class Simulator {
                 }
             }
             duplicated = applications.values.filter { $0 > 1 }.count
+        } else {
+            for device in devices {
+                let twice = device.measuring.appliedTwice
+                duplicated += twice.count
+                for id in twice.sorted() { differences.append("device \(device.index)'s change \(id) was applied at two seqs") }
+            }
         }
         let totals = server[RecordKey(collection: Self.counters, id: try RecordID("totals"))] ?? [:]
         for device in devices where device.counter > 0 && totals["device-\(device.index)"] != .int(Int64(device.counter)) {

@@ -65,9 +65,7 @@ public final class PostgresBackend: ServerBackend, Service {
         let channel = channel
         let outcome = try await withStatements { statements in
             try await statements.transaction { statements in
-                var state = try await statements.lockNamespace(namespace)
-                try await statements.readApplied(batch.changes.map(\.id), into: &state)
-                try await statements.readRecords(batch.changes.map(\.key), into: &state)
+                var state = try await statements.lockNamespace(namespace, reading: batch.changes.map(\.id), records: batch.changes.map(\.key))
                 return try await Self.run(statements, &state) { state in
                     var state = state
                     let outcome = try ServerEngine.push(batch, into: &state)
@@ -273,6 +271,14 @@ extension PostgresBackend {
             )
             let count = try PostgresStatements.countQuery(namespace, .init(position: position, collections: collections))
             return (try await statements.explain(page), try await statements.explain(count))
+        }
+    }
+
+    /// PostgreSQL's plan (`EXPLAIN`) for a push's statement that locks the namespace and reads the
+    /// batch's event ids and records (for the query-plan test).
+    package func explainPushReads(namespace: Namespace, ids: [EventID], keys: [RecordKey]) async throws -> [String] {
+        try await withStatements { statements in
+            try await statements.explain(PostgresStatements.lockAndReadQuery(namespace, ids: ids, keys: Array(Set(keys))))
         }
     }
 

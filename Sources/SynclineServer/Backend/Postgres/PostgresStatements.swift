@@ -54,6 +54,77 @@ struct PostgresStatements {
         return state
     }
 
+    /// ``lockNamespace(_:)`` and ``readApplied(_:andRecords:into:)`` in one statement (one round
+    /// trip fewer per push) when that is safe. The statement's reads see its snapshot, taken
+    /// before the row lock was granted: if another push committed in between, they would miss its
+    /// writes. So the statement also returns whether the locked row (its newest version) is the
+    /// version of the snapshot (same `xmin`: every write to a namespace's records and event ids
+    /// updates its row in the same transaction); when it is not, or the row does not exist yet,
+    /// the reads are done again after the lock, as separate statements.
+    func lockNamespace(
+        _ namespace: Namespace, reading ids: [EventID], records keys: [RecordKey]
+    ) async throws -> PostgresNamespaceState {
+        let wantedKeys = Array(Set(keys))
+        let rows = try await connection.query(Self.lockAndReadQuery(namespace, ids: ids, keys: wantedKeys), logger: logger)
+        var state: PostgresNamespaceState?
+        var current = false
+        var applied: [(UUID, ByteBuffer)] = []
+        var records: [(String, String, ByteBuffer)] = []
+        for try await row in rows.decode((Int64?, Int64?, Int64?, Int64?, Bool?, UUID?, String?, String?, ByteBuffer?).self) {
+            if let head = row.0, let horizon = row.1, let count = row.2, let epoch = row.3 {
+                state = PostgresNamespaceState(
+                    namespace: namespace, head: UInt64(bitPattern: head), horizon: UInt64(bitPattern: horizon), appliedCount: count,
+                    epoch: Epoch(rawValue: UInt64(bitPattern: epoch))
+                )
+                current = row.4 ?? false
+            } else if let id = row.5, let bytes = row.8 {
+                applied.append((id, bytes))
+            } else if let collection = row.6, let record = row.7, let bytes = row.8 {
+                records.append((collection, record, bytes))
+            }
+        }
+        guard var state else {
+            var created = try await lockNamespace(namespace)
+            try await readApplied(ids, andRecords: keys, into: &created)
+            return created
+        }
+        guard current else {
+            try await readApplied(ids, andRecords: keys, into: &state)
+            return state
+        }
+        for id in ids { state.appliedRead[id] = .some(nil) }
+        for key in wantedKeys { state.recordsRead[key] = .some(nil) }
+        for (id, bytes) in applied { state.appliedRead[EventID(uuid: id)] = try AppliedChangeCodec.decode(Array(bytes.readableBytesView)) }
+        for (collection, record, bytes) in records {
+            let key = RecordKey(collection: try CollectionName(collection), id: try RecordID(record))
+            state.recordsRead[key] = try ServerRecordCodec.decode(Array(bytes.readableBytesView), key: key)
+        }
+        return state
+    }
+
+    /// The statement of ``lockNamespace(_:reading:records:)`` (also for the query-plan test).
+    static func lockAndReadQuery(_ namespace: Namespace, ids: [EventID], keys: [RecordKey]) -> PostgresQuery {
+        let name = namespace.rawValue
+        let wantedKeys = keys
+        return
+            """
+            WITH locked AS (SELECT xmin, head, horizon, applied, epoch FROM namespaces WHERE ns = \(name) FOR UPDATE),
+                 seen AS (SELECT xmin FROM namespaces WHERE ns = \(name))
+            SELECT l.head, l.horizon, l.applied, l.epoch, coalesce(l.xmin = s.xmin, false),
+                NULL::uuid, NULL::text, NULL::text, NULL::bytea
+            FROM locked l LEFT JOIN seen s ON true
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL, a.id, NULL, NULL, a.result FROM unnest(\(ids.map(\.uuid))::uuid[]) AS i(id)
+            CROSS JOIN LATERAL (SELECT id, result FROM applied WHERE ns = \(name) AND id = i.id LIMIT 1) a
+            UNION ALL
+            SELECT NULL, NULL, NULL, NULL, NULL, NULL, r.collection, r.id, r.state
+            FROM unnest(\(wantedKeys.map(\.collection.rawValue))::text[], \(wantedKeys.map(\.id.rawValue))::text[]) AS k(collection, id)
+            CROSS JOIN LATERAL (
+                SELECT collection, id, state FROM records WHERE ns = \(name) AND collection = k.collection AND id = k.id LIMIT 1
+            ) r
+            """
+    }
+
     /// The namespace as it is (a namespace never written: head 0 and the default epoch).
     func readNamespace(_ namespace: Namespace) async throws -> PostgresNamespaceState {
         let rows = try await connection.query(
@@ -89,17 +160,61 @@ struct PostgresStatements {
 
     // MARK: Reads for the engine
 
+    // The batch's event ids and records are read one index lookup per key (`LATERAL … LIMIT 1`
+    // keeps the planner from flattening it): as a join, without statistics, PostgreSQL hashed the
+    // namespace's whole table, so every push cost grew with the history.
+
     /// Reads the remembered results of `ids` into `state` (absent ones as `nil`).
     func readApplied(_ ids: some Collection<EventID>, into state: inout PostgresNamespaceState) async throws {
         let wanted = ids.filter { state.appliedRead[$0] == nil }
         guard !wanted.isEmpty else { return }
         for id in wanted { state.appliedRead[id] = .some(nil) }
         let rows = try await connection.query(
-            "SELECT id, result FROM applied WHERE ns = \(state.namespace.rawValue) AND id = ANY(\(wanted.map(\.uuid)))",
+            """
+            SELECT a.id, a.result FROM unnest(\(wanted.map(\.uuid))::uuid[]) AS k(id)
+            CROSS JOIN LATERAL (SELECT id, result FROM applied WHERE ns = \(state.namespace.rawValue) AND id = k.id LIMIT 1) a
+            """,
             logger: logger
         )
         for try await (id, result) in rows.decode((UUID, ByteBuffer).self) {
             state.appliedRead[EventID(uuid: id)] = try AppliedChangeCodec.decode(Array(result.readableBytesView))
+        }
+    }
+
+    /// ``readApplied(_:into:)`` and ``readRecords(_:into:)`` in one statement (one round trip).
+    func readApplied(
+        _ ids: some Collection<EventID>, andRecords keys: some Collection<RecordKey>, into state: inout PostgresNamespaceState
+    ) async throws {
+        let wantedIDs = ids.filter { state.appliedRead[$0] == nil }
+        let wantedKeys = Set(keys.filter { state.recordsRead[$0] == nil })
+        guard !wantedIDs.isEmpty, !wantedKeys.isEmpty else {
+            try await readApplied(wantedIDs, into: &state)
+            try await readRecords(wantedKeys, into: &state)
+            return
+        }
+        for id in wantedIDs { state.appliedRead[id] = .some(nil) }
+        for key in wantedKeys { state.recordsRead[key] = .some(nil) }
+        let namespace = state.namespace.rawValue
+        let rows = try await connection.query(
+            """
+            SELECT a.id, NULL::text, NULL::text, a.result FROM unnest(\(wantedIDs.map(\.uuid))::uuid[]) AS k(id)
+            CROSS JOIN LATERAL (SELECT id, result FROM applied WHERE ns = \(namespace) AND id = k.id LIMIT 1) a
+            UNION ALL
+            SELECT NULL::uuid, r.collection, r.id, r.state
+            FROM unnest(\(wantedKeys.map(\.collection.rawValue))::text[], \(wantedKeys.map(\.id.rawValue))::text[]) AS k(collection, id)
+            CROSS JOIN LATERAL (
+                SELECT collection, id, state FROM records WHERE ns = \(namespace) AND collection = k.collection AND id = k.id LIMIT 1
+            ) r
+            """,
+            logger: logger
+        )
+        for try await (id, collection, record, bytes) in rows.decode((UUID?, String?, String?, ByteBuffer).self) {
+            if let id {
+                state.appliedRead[EventID(uuid: id)] = try AppliedChangeCodec.decode(Array(bytes.readableBytesView))
+            } else if let collection, let record {
+                let key = RecordKey(collection: try CollectionName(collection), id: try RecordID(record))
+                state.recordsRead[key] = try ServerRecordCodec.decode(Array(bytes.readableBytesView), key: key)
+            }
         }
     }
 
@@ -110,9 +225,11 @@ struct PostgresStatements {
         for key in wanted { state.recordsRead[key] = .some(nil) }
         let rows = try await connection.query(
             """
-            SELECT r.collection, r.id, r.state FROM records r
-            JOIN unnest(\(wanted.map(\.collection.rawValue))::text[], \(wanted.map(\.id.rawValue))::text[]) AS k(collection, id)
-              ON r.ns = \(state.namespace.rawValue) AND r.collection = k.collection AND r.id = k.id
+            SELECT r.collection, r.id, r.state
+            FROM unnest(\(wanted.map(\.collection.rawValue))::text[], \(wanted.map(\.id.rawValue))::text[]) AS k(collection, id)
+            CROSS JOIN LATERAL (
+                SELECT collection, id, state FROM records WHERE ns = \(state.namespace.rawValue) AND collection = k.collection AND id = k.id LIMIT 1
+            ) r
             """,
             logger: logger
         )
@@ -192,11 +309,19 @@ struct PostgresStatements {
     /// multi-row insert), the namespace row, the idempotency window, and a NOTIFY of the new head
     /// that PostgreSQL delivers to every node when the transaction commits.
     func write(_ state: PostgresNamespaceState, window: Int, channel: String) async throws {
+        guard state.wroteAnything else { return }
+        // One statement, one round trip (each costs a wake-up of both sides, which dominated a
+        // push when they were four): the records and event ids (one multi-row `unnest` upsert
+        // each), event ids past the retention window dropped (never one written here: a
+        // statement must not touch a row twice), the namespace row, and the NOTIFY (sent at commit).
         let namespace = state.namespace.rawValue
-        if !state.stored.isEmpty {
-            let records = Array(state.stored.values)
-            try await connection.query(
-                """
+        let records = Array(state.stored.values)
+        let remembered = state.remembered
+        let ids = remembered.map(\.id.uuid)
+        let forget = state.appliedCount > Int64(window) ? state.appliedCount - Int64(window) : Int64(0)
+        try await connection.query(
+            """
+            WITH stored AS (
                 INSERT INTO records(ns, collection, id, seq, deleted, tombstone_ms, state)
                 SELECT \(namespace), * FROM unnest(
                     \(records.map(\.collection.rawValue))::text[], \(records.map(\.id.rawValue))::text[],
@@ -205,37 +330,25 @@ struct PostgresStatements {
                     \(records.map { ByteBuffer(bytes: ServerRecordCodec.encode($0)) })::bytea[])
                 ON CONFLICT (ns, collection, id) DO UPDATE SET seq = excluded.seq, deleted = excluded.deleted,
                     tombstone_ms = excluded.tombstone_ms, state = excluded.state
-                """,
-                logger: logger
-            )
-        }
-        if !state.remembered.isEmpty {
-            let remembered = state.remembered
-            try await connection.query(
-                """
+                RETURNING 1
+            ), remembered AS (
                 INSERT INTO applied(ns, id, ord, result)
                 SELECT \(namespace), * FROM unnest(
-                    \(remembered.map(\.id.uuid))::uuid[], \(remembered.map(\.ord))::int8[],
+                    \(ids)::uuid[], \(remembered.map(\.ord))::int8[],
                     \(remembered.map { ByteBuffer(bytes: AppliedChangeCodec.encode($0.applied)) })::bytea[])
                 ON CONFLICT (ns, id) DO UPDATE SET ord = excluded.ord, result = excluded.result
-                """,
-                logger: logger
+                RETURNING 1
+            ), forgotten AS (
+                DELETE FROM applied WHERE ns = \(namespace) AND ord <= \(forget) AND \(forget) > 0 AND id <> ALL(\(ids)::uuid[])
+                RETURNING 1
+            ), head AS (
+                UPDATE namespaces SET head = \(Int64(bitPattern: state.head)), applied = \(state.appliedCount) WHERE ns = \(namespace)
+                RETURNING 1
             )
-        }
-        guard state.wroteAnything else { return }
-        try await connection.query(
-            """
-            UPDATE namespaces SET head = \(Int64(bitPattern: state.head)), applied = \(state.appliedCount)
-            WHERE ns = \(namespace)
+            SELECT pg_notify(\(channel), \("\(namespace) \(state.head)")) WHERE \(state.headChanged)
             """,
             logger: logger
         )
-        if state.appliedCount > Int64(window) {
-            try await connection.query(
-                "DELETE FROM applied WHERE ns = \(namespace) AND ord <= \(state.appliedCount - Int64(window))", logger: logger
-            )
-        }
-        if state.headChanged { try await notify(channel: channel, namespace: state.namespace, head: state.head) }
     }
 
     /// Tells every node (at commit) the namespace's new head: `"<namespace> <head>"`.
