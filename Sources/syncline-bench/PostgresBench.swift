@@ -79,7 +79,7 @@ struct PostgresBench: Sendable {
     }
 
     func dropSchema(_ schema: String) async throws {
-        try await withConnection { try await $0.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: Self.logger) }
+        _ = try await withConnection { try await $0.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \(schema) CASCADE"), logger: Self.logger) }
     }
 
     /// Runs a backend on a new schema (its pool and LISTEN connection as a service) while `body` runs;
