@@ -198,16 +198,7 @@ struct ServerRestartTests {
 
         // Nothing acknowledged lost, nothing applied twice: one seq per write, every record present.
         let probe = RESTTransport(url: second.baseURL, namespace: namespace, token: { LiveServer.token })
-        var position: UInt64 = 0
-        var records: [RecordID: [String: Value]] = [:]
-        var head: UInt64 = 0
-        while true {
-            let page = try await probe.pull(after: 0, from: position, limit: 1_000)
-            for entry in page.changes { records[entry.record] = entry.fields.mapValues(\.value) }
-            head = page.head
-            guard page.hasMore else { break }
-            position = page.cursor
-        }
+        let (records, head) = try await probe.serverContents()
         #expect(head == UInt64(total), "each of the \(total) acknowledged writes applied exactly once (head \(head))")
         #expect(records.count == total, "every acknowledged write is on the server")
         for (index, device) in devices.enumerated() {
