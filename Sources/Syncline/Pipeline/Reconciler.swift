@@ -96,7 +96,7 @@ package actor Reconciler {
                     after: cursor, from: position, limit: pageSize, epoch: epoch, leavingOut: cursor > 0 ? local.node : nil
                 )
                 if let known = epoch, let current = page.epoch {
-                    // A server (or a buffered live page) that does not check the epoch itself.
+                    // A server that does not check the epoch itself.
                     try ServerEngine.checkEpoch(known, current: current)
                 }
             } catch let error as SyncError where error.code == .resyncRequired && resyncs == 0 {
