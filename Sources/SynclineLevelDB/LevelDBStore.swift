@@ -321,6 +321,15 @@ final class LevelDBTransaction: StoreWriter {
         try scan(prefix: LevelDBKey.outboxPrefix, limit: limit).map { try BinaryCodec.decodeOutboxEntry($0) }
     }
 
+    func outbox(limit: Int, skipping: Set<UInt64>) throws -> [OutboxEntry] {
+        var result = [OutboxEntry]()
+        for bytes in try scan(prefix: LevelDBKey.outboxPrefix, limit: limit + skipping.count) where result.count < limit {
+            if skipping.contains(try BinaryCodec.outboxEntryPosition(bytes)) { continue }
+            result.append(try BinaryCodec.decodeOutboxEntry(bytes))
+        }
+        return result
+    }
+
     func outboxEntries(for key: RecordKey) throws -> [OutboxEntry] {
         try state.index.positions(for: key).compactMap { try outboxEntry(position: $0) }
     }

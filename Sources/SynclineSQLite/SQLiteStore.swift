@@ -364,6 +364,20 @@ final class SQLiteStoreConnection: StoreWriter {
         try statement.run()
     }
 
+    func outbox(limit: Int, skipping: Set<UInt64>) throws -> [OutboxEntry] {
+        guard !skipping.isEmpty else { return try outbox(limit: limit) }
+        let statement = try connection.statement("SELECT entry FROM outbox ORDER BY position LIMIT ?1")
+        defer { statement.reset() }
+        try statement.bind(1, Int64(max(limit, 0) + skipping.count))
+        var result = [OutboxEntry]()
+        while result.count < limit, try statement.step() {
+            let bytes = statement.blob(0)
+            if skipping.contains(try BinaryCodec.outboxEntryPosition(bytes)) { continue }
+            result.append(try BinaryCodec.decodeOutboxEntry(bytes))
+        }
+        return result
+    }
+
     private func decodeEntries(_ statement: SQLiteStatement) throws -> [OutboxEntry] {
         var result = [OutboxEntry]()
         while try statement.step() { result.append(try BinaryCodec.decodeOutboxEntry(statement.blob(0))) }

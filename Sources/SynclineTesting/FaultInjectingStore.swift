@@ -73,6 +73,8 @@ public final class FaultInjectingStore: SyncStore {
         func records(in collection: CollectionName) throws -> [RecordState] { try inner.records(in: collection) }
         func allRecords() throws -> [RecordState] { try inner.allRecords() }
         func outbox(limit: Int) throws -> [OutboxEntry] { try inner.outbox(limit: limit) }
+        func outbox(limit: Int, skipping: Set<UInt64>) throws -> [OutboxEntry] { try inner.outbox(limit: limit, skipping: skipping) }
+        func outboxChangeSize(position: UInt64) throws -> Int? { try inner.outboxChangeSize(position: position) }
         func outboxEntries(for key: RecordKey) throws -> [OutboxEntry] { try inner.outboxEntries(for: key) }
         func outboxEntry(position: UInt64) throws -> OutboxEntry? { try inner.outboxEntry(position: position) }
         func outboxCount() throws -> Int { try inner.outboxCount() }

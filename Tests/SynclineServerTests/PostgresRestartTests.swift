@@ -88,27 +88,12 @@ struct PostgresRestartTests {
             defer { sockets.forEach { $0.close() } }
             devices.forEach { $0.start() }
 
-            /// Each device writes `count` new records, syncing in the background as it goes.
-            func write(_ phase: String, count: Int) async throws {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for (index, device) in devices.enumerated() {
-                        group.addTask {
-                            for number in 0..<count {
-                                try await device.upsert(Sample.key("\(phase)-\(index)-\(number)"), fields: ["n": .int(Int64(number))])
-                                if number % 10 == 0 { try await Task.sleep(for: .milliseconds(5)) }
-                            }
-                        }
-                    }
-                    try await group.waitForAll()
-                }
-            }
-
-            try await write("before", count: 30)
-            let during = Task { try await write("during", count: 60) }
+            try await devices.writeNewRecords("before", count: 30)
+            let during = Task { try await devices.writeNewRecords("during", count: 60) }
             try await Task.sleep(for: .milliseconds(30))
             try await Self.restartPostgreSQL()  // mid-run: devices are writing and pushing
             try await during.value
-            try await write("after", count: 30)
+            try await devices.writeNewRecords("after", count: 30)
 
             // Quiesce: every outbox drains and every device reaches the head.
             failovers.forEach { $0.setPatient(true) }

@@ -1,4 +1,5 @@
 import Syncline
+import SynclineTesting
 
 
 extension SyncTransport {
@@ -14,3 +15,22 @@ extension SyncTransport {
         }
     }
 }
+
+extension Array where Element == SyncClient {
+    /// Each device writes `count` new records (`<phase>-<device>-<n>`), pausing every ten writes
+    /// so its background sync runs as it goes.
+    func writeNewRecords(_ phase: String, count: Int) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, device) in enumerated() {
+                group.addTask {
+                    for number in 0..<count {
+                        try await device.upsert(Sample.key("\(phase)-\(index)-\(number)"), fields: ["n": .int(Int64(number)), "device": .int(Int64(index))])
+                        if number % 10 == 0 { try await Task.sleep(for: .milliseconds(5)) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+}
+

@@ -150,29 +150,14 @@ struct ServerRestartTests {
         }
         devices.forEach { $0.start() }
 
-        /// Each device writes `count` new records, syncing in the background as it goes.
-        func write(_ phase: String, count: Int) async throws {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for (index, device) in devices.enumerated() {
-                    group.addTask {
-                        for number in 0..<count {
-                            try await device.upsert(Sample.key("\(phase)-\(index)-\(number)"), fields: ["n": .int(Int64(number)), "device": .int(Int64(index))])
-                            if number % 10 == 0 { try await Task.sleep(for: .milliseconds(5)) }
-                        }
-                    }
-                }
-                try await group.waitForAll()
-            }
-        }
-
-        try await write("before", count: 30)
-        let during = Task { try await write("during", count: 50) }
+        try await devices.writeNewRecords("before", count: 30)
+        let during = Task { try await devices.writeNewRecords("during", count: 50) }
         try await Task.sleep(for: .milliseconds(30))
         await first.kill()  // mid-run: devices are writing and pushing
         try await during.value
-        try await write("down", count: 20)  // written while the server is gone: queued, durable
+        try await devices.writeNewRecords("down", count: 20)  // written while the server is gone: queued, durable
         let second = try await ServerProcess(data: data, port: first.port)
-        try await write("after", count: 30)
+        try await devices.writeNewRecords("after", count: 30)
 
         // Quiesce: every outbox drains and every device reaches the head.
         let total = devices.count * (30 + 50 + 20 + 30)

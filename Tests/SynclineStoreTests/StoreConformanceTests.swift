@@ -208,6 +208,31 @@ struct StoreConformanceTests {
         #expect(try store.read { tx in try tx.outboxEntry(position: seqs[0]) } == nil)
     }
 
+    /// `outbox(limit:skipping:)` (the cut of a batch while the last one's answer is applied) gives
+    /// the entries of `outbox(limit:)` without the skipped positions, up to `limit` of the others,
+    /// in drain order, on every store: with priorities, skipped entries at the front, in the
+    /// middle, and more skipped than the limit.
+    @Test(arguments: StoreKind.allCases)
+    func outboxSkippingLeavesOutTheGivenPositions(_ kind: StoreKind) throws {
+        let fixture = try StoreFixture(kind)
+        let store = try fixture.open()
+        try store.write { tx throws in
+            for number in 0..<40 {
+                let priority: Priority = number % 7 == 0 ? .high : .normal
+                try tx.enqueue(Sample.change(UInt64(number + 1), record: "s\(number)", fields: ["n": .int(Int64(number))]), priority: priority)
+            }
+        }
+        try store.read { tx throws in
+            let all = try tx.outbox(limit: 100)
+            #expect(all.count == 40)
+            for (skipped, limit) in [([], 10), (Array(all.prefix(5)), 10), (Array(all[3..<9]) + [all[20]], 15), (Array(all.prefix(30)), 20)] {
+                let skipping = Set(skipped.map(\.position))
+                let expected = Array(all.filter { !skipping.contains($0.position) }.prefix(limit))
+                #expect(try tx.outbox(limit: limit, skipping: skipping) == expected, "skipping \(skipping.count), limit \(limit)")
+            }
+        }
+    }
+
     /// The outbox's byte total (push progress) is the binary size of its changes, through
     /// enqueues, coalescing, a promotion, an entry marked sent, removals, a rolled-back
     /// transaction and a reopen (positions past 127 take a longer varint).

@@ -273,6 +273,12 @@ public enum BinaryCodec {
 
     /// Reads only the position, priority and record of an outbox entry (what an index needs),
     /// without decoding the change's values.
+    /// The position of a stored outbox entry, read from its first bytes without decoding the rest.
+    public static func outboxEntryPosition(_ bytes: [UInt8]) throws(SyncError) -> UInt64 {
+        var reader = try open(bytes, .outboxEntry)
+        return try reader.readVarint()
+    }
+
     public static func decodeOutboxEntryIndex(_ bytes: [UInt8]) throws(SyncError) -> (position: UInt64, priority: Priority, key: RecordKey) {
         var reader = try open(bytes, .outboxEntry)
         let seq = try reader.readVarint()

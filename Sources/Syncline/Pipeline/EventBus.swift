@@ -49,9 +49,7 @@ public final class EventBus: Sendable {
 
     public func emit(_ event: SyncEvent) {
         subscribers.withLock { subscribers in
-            for id in subscribers.keys {
-                subscribers[id]!.deliver(event)
-            }
+            for index in subscribers.indices { subscribers.values[index].deliver(event) }
         }
         for observer in observers.withLock({ $0.values }) { observer(event) }
     }

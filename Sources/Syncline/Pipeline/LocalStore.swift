@@ -330,8 +330,7 @@ package actor LocalStore {
         try store.write { tx in
             var batch: [QueuedChange] = []
             var bytes = 0
-            for entry in try tx.outbox(limit: maxChanges + skipping.count) where !skipping.contains(entry.position) {
-                if batch.count == maxChanges { break }
+            for entry in try tx.outbox(limit: maxChanges, skipping: skipping) {
                 let size = try tx.outboxChangeSize(position: entry.position) ?? Self.encodedSize(entry.change)
                 if !batch.isEmpty && bytes + size > maxBytes { break }
                 batch.append(QueuedChange(entry: entry, bytes: size))

@@ -111,10 +111,12 @@ private final class InMemoryTransaction: StoreWriter {
         return records.values.sorted { $0.id.rawValue.utf8.lexicographicallyPrecedes($1.id.rawValue.utf8) }
     }
 
-    func outbox(limit: Int) throws -> [OutboxEntry] {
+    func outbox(limit: Int) throws -> [OutboxEntry] { try outbox(limit: limit, skipping: []) }
+
+    func outbox(limit: Int, skipping: Set<UInt64>) throws -> [OutboxEntry] {
         var result = [OutboxEntry]()
         for seqs in state.drainOrder {
-            for seq in seqs {
+            for seq in seqs where !skipping.contains(seq) {
                 guard result.count < limit else { return result }
                 if let entry = state.outbox[seq] { result.append(entry) }
             }

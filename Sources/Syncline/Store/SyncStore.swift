@@ -79,6 +79,9 @@ public protocol StoreReader {
     /// Up to `limit` entries in drain order: higher priority first, FIFO within a priority. Two
     /// entries of the same record are always in the order they were made.
     func outbox(limit: Int) throws -> [OutboxEntry]
+    /// The same, leaving out the entries at `skipping` (pushed, their answer not applied yet):
+    /// up to `limit` others. A store that keeps entries encoded leaves those out undecoded.
+    func outbox(limit: Int, skipping: Set<UInt64>) throws -> [OutboxEntry]
     /// The entries of one record, oldest first.
     func outboxEntries(for key: RecordKey) throws -> [OutboxEntry]
     func outboxEntry(position: UInt64) throws -> OutboxEntry?
@@ -233,6 +236,10 @@ extension StoreWriter {
 
 extension StoreReader {
     public func outboxChangeSize(position: UInt64) throws -> Int? { nil }
+
+    public func outbox(limit: Int, skipping: Set<UInt64>) throws -> [OutboxEntry] {
+        Array(try outbox(limit: limit + skipping.count).lazy.filter { !skipping.contains($0.position) }.prefix(limit))
+    }
 
     /// The pull cursor: the server seq up to which remote changes were applied (0 before the first pull).
     public func pullCursor() throws -> UInt64 {
